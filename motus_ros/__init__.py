@@ -1,0 +1,1 @@
+"""motus_ros: ROS 2 stack for the Motus unified latent-action world model."""

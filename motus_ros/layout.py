@@ -1,0 +1,58 @@
+"""The bimanual 14-DoF layout shared by Agilex-Aloha-2, AC-One, the simulation and the model.
+
+Order (Motus / ACT convention): [left 6 joints, left gripper, right 6 joints, right gripper].
+"""
+from __future__ import annotations
+
+ARM_JOINTS = 6
+DOF = 2 * (ARM_JOINTS + 1)  # 14
+SIDES = ("left", "right")
+JOINT_NAMES: tuple[str, ...] = tuple(
+    f"{side}_{name}" for side in SIDES
+    for name in [*(f"joint{i}" for i in range(1, ARM_JOINTS + 1)), "gripper"]
+)
+GRIPPER_INDICES = (ARM_JOINTS, 2 * ARM_JOINTS + 1)  # 6, 13
+LEFT_SLICE = slice(0, ARM_JOINTS + 1)
+RIGHT_SLICE = slice(ARM_JOINTS + 1, DOF)
+
+# Timing of the paper's action-dense, video-sparse layout (arXiv 2512.13030).
+CONTROL_RATE_HZ = 30.0       # action rate
+CHUNK_SIZE = 48              # actions per chunk: 1.6 s at 30 Hz
+VIDEO_RATE_HZ = 5.0          # predicted-frame rate
+VIDEO_FRAMES = 8             # predicted frames per chunk (plus one condition frame)
+
+# Camera names and default topics (Agilex Cobot Magic convention: camera_f/l/r renamed).
+CAMERAS = ("high", "left_wrist", "right_wrist")
+
+
+def camera_image_topic(camera: str) -> str:
+    """Default image topic of a camera: /camera_<name>/color/image_raw."""
+    return f"/camera_{camera}/color/image_raw"
+
+
+def camera_info_topic(camera: str) -> str:
+    return f"/camera_{camera}/color/camera_info"
+
+
+# Default topic and service names of the graph (all remappable).
+TOPICS = {
+    "joint_states": "/puppet/joint_states",
+    "leader_joint_states": "/master/joint_states",
+    "joint_command": "/motus/joint_command",
+    "action_chunk": "/motus/action_chunk",
+    "predicted_future": "/motus/predicted_future",
+    "mode": "/motus/mode",
+    "instruction": "/motus/instruction",
+    "execution_stats": "/motus/execution_stats",
+    "wm_future": "/motus/wm/predicted_future",
+    "markers": "/motus/markers",
+    "task_success": "/sim/task_success",
+}
+SERVICES = {
+    "set_mode": "/motus/set_mode",
+    "enable": "/arm/enable",
+    "disable": "/arm/disable",
+    "emergency_stop": "/arm/emergency_stop",
+    "start_episode": "/recorder/start_episode",
+    "stop_episode": "/recorder/stop_episode",
+}

@@ -1,0 +1,111 @@
+"""The arm interface every backend implements (piper, arx, sim, mock).
+
+A backend knows its joint names, limits and gripper range before it connects, so the driver's
+safety filter is configured before any command can reach hardware. Positions are absolute, in the
+14-DoF layout of motus_ros.layout: radians for arm joints, the robot's gripper unit for grippers.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from motus_ros.layout import DOF, JOINT_NAMES
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Per-joint position limits (radians; gripper in its own unit) and maximum speed (unit/s)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    max_velocity: np.ndarray
+
+    def __post_init__(self):
+        for name in ("lower", "upper", "max_velocity"):
+            arr = np.asarray(getattr(self, name), dtype=np.float64)
+            if arr.shape != (DOF,):
+                raise ValueError(f"JointLimits.{name}: expected shape ({DOF},), got {arr.shape}")
+            object.__setattr__(self, name, arr)
+        if np.any(self.lower >= self.upper):
+            bad = [JOINT_NAMES[i] for i in np.flatnonzero(self.lower >= self.upper)]
+            raise ValueError(f"JointLimits: lower must be < upper for {bad}")
+        if np.any(self.max_velocity <= 0):
+            raise ValueError("JointLimits.max_velocity: expected > 0 for every joint")
+
+    def contains(self, positions: np.ndarray) -> bool:
+        return bool(np.all(positions >= self.lower) and np.all(positions <= self.upper))
+
+    def clip(self, positions: np.ndarray) -> np.ndarray:
+        return np.clip(positions, self.lower, self.upper)
+
+
+@dataclass
+class ArmState:
+    """One reading of both arms: positions (DOF,), optional velocities/efforts (DOF,)."""
+
+    positions: np.ndarray
+    velocities: np.ndarray | None = None
+    efforts: np.ndarray | None = None
+    enabled: bool = True
+    faults: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BackendDiagnostic:
+    """A backend health item; the driver turns it into a DiagnosticStatus."""
+
+    level: int  # 0 OK, 1 WARN, 2 ERROR (diagnostic_msgs/DiagnosticStatus levels)
+    name: str
+    message: str
+    values: dict = field(default_factory=dict)
+
+
+class ArmBackend(ABC):
+    """connect / read / write / enable / disable / emergency_stop / close for two arms."""
+
+    joint_names: tuple[str, ...] = JOINT_NAMES
+
+    @property
+    @abstractmethod
+    def limits(self) -> JointLimits:
+        """Limits known before connect()."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Open the device(s). Raises RuntimeError with a clear message on failure."""
+
+    @abstractmethod
+    def read(self) -> ArmState:
+        """Latest joint state of both arms."""
+
+    @abstractmethod
+    def write(self, positions: np.ndarray) -> None:
+        """Send absolute targets (DOF,). The caller has already applied the safety filter."""
+
+    @abstractmethod
+    def enable(self) -> None:
+        """Power the motors / leave standby."""
+
+    @abstractmethod
+    def disable(self) -> None:
+        """Release the motors (arms may fall if unsupported: callers hold position first)."""
+
+    @abstractmethod
+    def emergency_stop(self) -> None:
+        """Stop all motion at once; further writes are ignored until enable()."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the device(s); safe to call twice."""
+
+    def diagnostics(self) -> list[BackendDiagnostic]:
+        """Health items for /diagnostics (default: none)."""
+        return []
+
+    def attach(self, node) -> None:
+        """Optional hook: let a backend add its own publishers/timers to the driver node.
+
+        The sim backend uses it to publish /clock, camera images and the task success signal.
+        """

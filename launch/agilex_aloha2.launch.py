@@ -1,0 +1,6 @@
+"""ros2 launch motus_ros agilex_aloha2.launch.py: the 'agilex_aloha2' graph from config/graphs/agilex_aloha2.yaml."""
+from motus_ros.launch_adapter import generate_launch_description_for
+
+
+def generate_launch_description():
+    return generate_launch_description_for("agilex_aloha2")

@@ -1,0 +1,6 @@
+"""ros2 launch motus_ros mock.launch.py: the 'mock' graph from config/graphs/mock.yaml."""
+from motus_ros.launch_adapter import generate_launch_description_for
+
+
+def generate_launch_description():
+    return generate_launch_description_for("mock")

@@ -1,0 +1,6 @@
+"""ros2 launch motus_ros sim.launch.py: the 'sim' graph from config/graphs/sim.yaml."""
+from motus_ros.launch_adapter import generate_launch_description_for
+
+
+def generate_launch_description():
+    return generate_launch_description_for("sim")

@@ -1,0 +1,37 @@
+"""Turn a graph description into a launch_ros LaunchDescription (for `ros2 launch` on robots).
+
+The launch files in launch/ are three lines that call `generate_launch_description_for(profile)`,
+so they can never drift from what `motus-ros bringup` starts.
+"""
+from __future__ import annotations
+
+from motus_ros.graph import DEFAULT_ENVIRONMENT, load_graph
+
+
+def generate_launch_description_for(profile: str):
+    """LaunchDescription with one launch_ros Node per graph node; required nodes end the launch."""
+    from launch import LaunchDescription
+    from launch.actions import SetEnvironmentVariable, Shutdown
+    from launch.substitutions import EnvironmentVariable
+    from launch_ros.actions import Node
+
+    graph = load_graph(profile)
+    actions = []
+    for name, value in {**DEFAULT_ENVIRONMENT, **graph.environment}.items():
+        # Keep a value the user already exported (same precedence as bringup).
+        actions.append(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=value)))
+    for spec in graph.nodes:
+        kwargs = dict(
+            package="motus_ros",
+            executable=spec.executable,
+            name=spec.name,
+            namespace=spec.namespace,
+            parameters=[*(str(p) for p in spec.parameters), {"use_sim_time": spec.use_sim_time}],
+            remappings=list(spec.remappings),
+            arguments=list(spec.arguments),
+            output="screen",
+        )
+        if spec.required:
+            kwargs["on_exit"] = Shutdown(reason=f"required node {spec.name} exited")
+        actions.append(Node(**kwargs))
+    return LaunchDescription(actions)

@@ -1,0 +1,74 @@
+"""The motus-ros command line: dispatch, and one-line errors with a non-zero exit on bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+MOTUS_ROS = str(Path(sys.executable).parent / "motus-ros")
+
+
+def run(*args, timeout=60):
+    return subprocess.run([MOTUS_ROS, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_commands():
+    result = run("--help")
+    assert result.returncode == 0
+    assert "bringup" in result.stdout and "bench" in result.stdout
+
+
+def test_unknown_command_is_one_line_error():
+    result = run("frobnicate")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        result.stderr.strip()]  # exactly one line
+    assert "unknown command 'frobnicate'" in result.stderr
+
+
+def test_bringup_unknown_profile():
+    result = run("bringup", "no_such_robot")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown profile 'no_such_robot'; expected one of:" in lines[0]
+
+
+def test_bringup_missing_parameters_file(tmp_path):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(f"nodes:\n  - name: a\n    executable: arm_driver_node\n"
+                     f"    parameters: [{tmp_path / 'absent.yaml'}]\n")
+    result = run("bringup", str(graph), "--duration", "1")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "parameters file for node 'a' not found" in lines[0] and "absent.yaml" in lines[0]
+
+
+def test_bringup_malformed_yaml(tmp_path):
+    graph = tmp_path / "g.yaml"
+    graph.write_text("nodes: [\n")
+    result = run("bringup", str(graph))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "malformed YAML" in lines[0] and "g.yaml" in lines[0]
+
+
+def test_bringup_unknown_executable(tmp_path):
+    graph = tmp_path / "g.yaml"
+    graph.write_text("nodes:\n  - {name: a, executable: no_such_node_exe}\n")
+    result = run("bringup", str(graph), "--duration", "1")
+    assert result.returncode == 2
+    assert "executable 'no_such_node_exe' not found" in result.stderr
+
+
+def test_bringup_bad_duration():
+    result = run("bringup", "mock", "--duration", "-3")
+    assert result.returncode == 2
+    assert "--duration: got -3.0, expected a positive number of seconds" in result.stderr
+
+
+def test_bringup_dry_run_prints_node_commands():
+    result = run("bringup", "mock", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("arm_driver_node --ros-args -r __node:=arm_driver")
+    assert lines[1].startswith("chunk_executor_node --ros-args -r __node:=chunk_executor")

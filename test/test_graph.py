@@ -1,0 +1,109 @@
+"""The graph description: loading, validation errors, node command lines, environment."""
+from __future__ import annotations
+
+import pytest
+
+from motus_ros import graph as graph_mod
+from motus_ros.graph import GraphError, load_graph
+
+PARAMS = "talker:\n  ros__parameters:\n    rate: 5.0\n"
+
+
+def write_graph(tmp_path, body: str, params: str | None = PARAMS):
+    if params is not None:
+        (tmp_path / "talker.yaml").write_text(params)
+    path = tmp_path / "graph.yaml"
+    path.write_text(body.replace("PARAMS", str(tmp_path / "talker.yaml")))
+    return path
+
+
+GOOD = """
+profile: unit
+use_sim_time: true
+environment: {MY_VAR: "1"}
+nodes:
+  - name: talker
+    executable: some_node
+    parameters: [PARAMS]
+    remappings: {/chatter: /motus/chatter}
+    namespace: /robot
+  - name: listener
+    executable: other_node
+    use_sim_time: false
+    required: false
+"""
+
+
+def test_loads_nodes_with_parameters_remappings_and_sim_time(tmp_path):
+    spec = load_graph(str(write_graph(tmp_path, GOOD)))
+    assert spec.profile == "unit"
+    assert [n.name for n in spec.nodes] == ["talker", "listener"]
+    talker = spec.node("talker")
+    assert talker.command() == [
+        "some_node", "--ros-args", "-r", "__node:=talker", "-r", "__ns:=/robot",
+        "--params-file", str(tmp_path / "talker.yaml"), "-p", "use_sim_time:=true",
+        "-r", "/chatter:=/motus/chatter"]
+    listener = spec.node("listener")
+    assert listener.use_sim_time is False and listener.required is False
+    assert "use_sim_time:=false" in listener.command()
+
+
+def test_large_data_transport_is_default_and_overridable(tmp_path):
+    spec = load_graph(str(write_graph(tmp_path, GOOD)))
+    env = spec.process_environment(base={})
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    assert env["MY_VAR"] == "1"
+    env = spec.process_environment(base={"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "MY_VAR": "2"})
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and env["MY_VAR"] == "2"
+
+
+def test_unknown_profile_names_the_available_ones():
+    with pytest.raises(GraphError, match=r"unknown profile 'nope'; expected one of: .*sim"):
+        load_graph("nope")
+
+
+def test_missing_parameters_file_is_named(tmp_path):
+    path = write_graph(tmp_path, GOOD, params=None)
+    with pytest.raises(GraphError, match=r"parameters file for node 'talker' not found: .*talker\.yaml"):
+        load_graph(str(path))
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("profile: x\nnodes:\n  - name: a\n    executable: [unclosed\n")
+    with pytest.raises(GraphError, match=r"bad\.yaml: line \d+, column \d+: malformed YAML"):
+        load_graph(str(path))
+
+
+def test_malformed_parameters_file_is_rejected(tmp_path):
+    path = write_graph(tmp_path, GOOD, params="talker:\n  rate: 5\n")
+    with pytest.raises(GraphError, match=r"entry 'talker' must contain 'ros__parameters'"):
+        load_graph(str(path))
+
+
+@pytest.mark.parametrize("body, message", [
+    ("nodes: []\n", r"'nodes' is empty"),
+    ("profile: x\n", r"missing field 'nodes'"),
+    ("nodes:\n  - executable: a\n", r"nodes\[0\]: missing field 'name'"),
+    ("nodes:\n  - name: a\n", r"node 'a': missing field 'executable'"),
+    ("nodes:\n  - {name: a, executable: b}\n  - {name: a, executable: c}\n", r"duplicate node name 'a'"),
+    ("nodes:\n  - {name: a, executable: b, colour: red}\n", r"unknown field\(s\) \['colour'\]"),
+    ("nodes:\n  - {name: a-b, executable: b}\n", r"not a valid ROS node name"),
+    ("nodes:\n  - {name: a, executable: b, required: maybe}\n", r"field 'required' must be bool"),
+])
+def test_bad_fields_are_named(tmp_path, body, message):
+    path = tmp_path / "g.yaml"
+    path.write_text(body)
+    with pytest.raises(GraphError, match=message):
+        load_graph(str(path))
+
+
+def test_every_shipped_profile_loads_with_its_parameter_files():
+    profiles = graph_mod.available_profiles()
+    assert {"sim", "mock", "agilex_aloha2", "ac_one"} <= set(profiles)
+    for profile in profiles:
+        spec = load_graph(profile)
+        assert spec.nodes, profile
+        for node in spec.nodes:
+            for path in node.parameters:
+                assert path.is_file(), f"{profile}/{node.name}: {path}"

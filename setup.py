@@ -42,7 +42,7 @@ setup(
     maintainer="motus_ros maintainers",
     maintainer_email="maintainers@users.noreply.r-seed-61ae3dcd.example",
     description="ROS 2 stack for the Motus unified latent-action world model on bimanual arms.",
-    license="Apache-2.0",
+    license="MIT",
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [f"motus-ros = {PACKAGE}.cli:main", *node_entry_points()],

@@ -1,0 +1,417 @@
+"""Checkpoints: our own format (safetensors + config JSON) and the official DeepSpeed release.
+
+Own format: a folder with `model.safetensors` and `config.json` ({"format": FORMAT, "config": {...}}).
+
+Official format (thu-ml/Motus): `mp_rank_00_model_states.pt`, a torch pickle whose key `module`
+holds the state dict of their `Motus` module. Sub-modules are registered twice, so the same
+tensors appear under alias prefixes (`video_module.video_model.*` = `video_model.*`,
+`und_module.und_expert.*` = `und_expert.*`, `action_module.action_expert.*` = `action_expert.*`,
+...). Their video transformer uses the original Wan key names (`blocks.N.self_attn.q`), which are
+mapped here to diffusers' (`blocks.N.attn1.to_q`). Loading uses torch.load(weights_only=True).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import MotusConfig, preset
+
+FORMAT = "motus_ros/1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+OFFICIAL_FILE = "mp_rank_00_model_states.pt"
+
+# Official top-level prefix -> ours. Aliases are the same tensors registered a second time.
+OFFICIAL_PREFIXES = {"video_model.wan_model.": "video.wan.", "action_expert.": "action.", "und_expert.": "und.",
+                     "vlm_model.": "vlm.model."}
+ALIAS_PREFIXES = {"video_module.video_model.": "video_model.", "action_module.video_model.": "video_model.",
+                  "und_module.und_expert.": "und_expert.", "action_module.action_expert.": "action_expert.",
+                  "und_module.vlm_model.": "vlm_model.", "action_module.vlm_model.": "vlm_model."}
+# Present in official checkpoints but not part of the paper's architecture (streaming extensions).
+IGNORED_PREFIXES = ("pipeline_chunk_embedding.", "pipeline_stage_embedding.", "video_model.vae.")
+
+# Original Wan names -> diffusers names inside the video transformer (applied in order).
+_WAN_RULES = [
+    (r"^text_embedding\.0\.", "condition_embedder.text_embedder.linear_1."),
+    (r"^text_embedding\.2\.", "condition_embedder.text_embedder.linear_2."),
+    (r"^time_embedding\.0\.", "condition_embedder.time_embedder.linear_1."),
+    (r"^time_embedding\.2\.", "condition_embedder.time_embedder.linear_2."),
+    (r"^time_projection\.1\.", "condition_embedder.time_proj."),
+    (r"^head\.head\.", "proj_out."),
+    (r"^head\.modulation$", "scale_shift_table"),
+    (r"^(blocks\.\d+)\.self_attn\.o\.", r"\1.attn1.to_out.0."),
+    (r"^(blocks\.\d+)\.self_attn\.([qkv])\.", r"\1.attn1.to_\2."),
+    (r"^(blocks\.\d+)\.self_attn\.(norm_[qk])\.", r"\1.attn1.\2."),
+    (r"^(blocks\.\d+)\.cross_attn\.o\.", r"\1.attn2.to_out.0."),
+    (r"^(blocks\.\d+)\.cross_attn\.([qkv])\.", r"\1.attn2.to_\2."),
+    (r"^(blocks\.\d+)\.cross_attn\.(norm_[qk])\.", r"\1.attn2.\2."),
+    (r"^(blocks\.\d+)\.norm3\.", r"\1.norm2."),
+    (r"^(blocks\.\d+)\.ffn\.0\.", r"\1.ffn.net.0.proj."),
+    (r"^(blocks\.\d+)\.ffn\.2\.", r"\1.ffn.net.2."),
+    (r"^(blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
+]
+_WAN_INVERSE = [
+    (r"^condition_embedder\.text_embedder\.linear_1\.", "text_embedding.0."),
+    (r"^condition_embedder\.text_embedder\.linear_2\.", "text_embedding.2."),
+    (r"^condition_embedder\.time_embedder\.linear_1\.", "time_embedding.0."),
+    (r"^condition_embedder\.time_embedder\.linear_2\.", "time_embedding.2."),
+    (r"^condition_embedder\.time_proj\.", "time_projection.1."),
+    (r"^proj_out\.", "head.head."),
+    (r"^scale_shift_table$", "head.modulation"),
+    (r"^(blocks\.\d+)\.attn1\.to_out\.0\.", r"\1.self_attn.o."),
+    (r"^(blocks\.\d+)\.attn1\.to_([qkv])\.", r"\1.self_attn.\2."),
+    (r"^(blocks\.\d+)\.attn1\.(norm_[qk])\.", r"\1.self_attn.\2."),
+    (r"^(blocks\.\d+)\.attn2\.to_out\.0\.", r"\1.cross_attn.o."),
+    (r"^(blocks\.\d+)\.attn2\.to_([qkv])\.", r"\1.cross_attn.\2."),
+    (r"^(blocks\.\d+)\.attn2\.(norm_[qk])\.", r"\1.cross_attn.\2."),
+    (r"^(blocks\.\d+)\.norm2\.", r"\1.norm3."),
+    (r"^(blocks\.\d+)\.ffn\.net\.0\.proj\.", r"\1.ffn.0."),
+    (r"^(blocks\.\d+)\.ffn\.net\.2\.", r"\1.ffn.2."),
+    (r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation"),
+]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model; the message says why."""
+
+
+@dataclass
+class LoadReport:
+    """What happened to every key while loading."""
+
+    source_format: str
+    missing: list[str] = field(default_factory=list)          # model keys without a value
+    unexpected: list[str] = field(default_factory=list)       # checkpoint keys the model does not have
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, checkpoint, model)
+    aliases_merged: int = 0
+    ignored: list[str] = field(default_factory=list)
+    not_loaded_groups: list[str] = field(default_factory=list)  # e.g. frozen encoders kept from the preset
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self, limit: int = 10) -> str:
+        parts = []
+        for name, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                parts.append(f"{len(items)} {name} keys: {', '.join(items[:limit])}"
+                             + (" ..." if len(items) > limit else ""))
+        if self.mismatched:
+            shown = "; ".join(f"{k}: checkpoint {list(a)} vs model {list(b)}" for k, a, b in self.mismatched[:limit])
+            parts.append(f"{len(self.mismatched)} shape mismatches: {shown}")
+        return " | ".join(parts) or "all keys matched"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source_format": self.source_format, "ok": self.ok, "missing": self.missing,
+                "unexpected": self.unexpected,
+                "mismatched": [{"key": k, "checkpoint": list(a), "model": list(b)} for k, a, b in self.mismatched],
+                "aliases_merged": self.aliases_merged, "ignored": self.ignored,
+                "not_loaded_groups": self.not_loaded_groups}
+
+
+# Our own format -----------------------------------------------------------------------------------
+def save_checkpoint(model, out_dir: str | Path) -> Path:
+    """Write model.safetensors + config.json into out_dir (written to temp names, then renamed)."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}          # tied weights (e.g. umT5 shared embedding) are stored once
+    seen: dict[tuple, str] = {}
+    for key, value in model.state_dict().items():
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
+        if value.numel() and ident in seen:
+            tied[key] = seen[ident]
+            continue
+        seen[ident] = key
+        tensors[key] = value.detach().contiguous().cpu()
+    tmp_w, tmp_c = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
+    save_file(tensors, str(tmp_w), metadata={"format": FORMAT, "tied": json.dumps(tied)})
+    tmp_c.write_text(json.dumps({"format": FORMAT, "config": model.config.to_dict()}, indent=2, sort_keys=True))
+    tmp_w.replace(out / WEIGHTS_FILE)
+    tmp_c.replace(out / CONFIG_FILE)
+    return out
+
+
+def _own_paths(path: Path) -> tuple[Path, Path]:
+    if path.is_dir():
+        return path / WEIGHTS_FILE, path / CONFIG_FILE
+    return path, path.with_name(CONFIG_FILE)
+
+
+def read_own_config(path: str | Path) -> MotusConfig:
+    _, cfg_path = _own_paths(Path(path))
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: no {CONFIG_FILE} beside the weights")
+    try:
+        data = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: format '{data.get('format')}', expected '{FORMAT}'")
+    try:
+        return MotusConfig.from_dict(data["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path}: bad config ({exc})") from exc
+
+
+def read_own_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError, safe_open
+
+    weights, _ = _own_paths(Path(path))
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} found")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+            tied = json.loads((f.metadata() or {}).get("tied", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    for key, source in tied.items():
+        if source not in state:
+            raise CheckpointError(f"{weights}: tied weight '{key}' points at missing '{source}'")
+        state[key] = state[source]
+    return state
+
+
+# Official format ----------------------------------------------------------------------------------
+def read_official(path: str | Path) -> dict[str, torch.Tensor]:
+    """The raw state dict under 'module' of a DeepSpeed mp_rank_00_model_states.pt (weights only)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / OFFICIAL_FILE
+    if not p.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncation, refused globals: all mean "not loadable"
+        raise CheckpointError(f"{p}: cannot be read as a weights-only torch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    if not isinstance(obj, dict) or "module" not in obj:
+        keys = list(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
+        raise CheckpointError(f"{p}: no 'module' entry (found {keys}); expected a DeepSpeed model_states file")
+    module = obj["module"]
+    if not isinstance(module, dict) or not all(isinstance(v, torch.Tensor) for v in module.values()):
+        raise CheckpointError(f"{p}: 'module' is not a dict of tensors")
+    return dict(module)
+
+
+def merge_aliases(state: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+    """Fold alias prefixes onto their canonical names; differing duplicates are an error."""
+    out: dict[str, torch.Tensor] = {}
+    aliased: list[tuple[str, str, torch.Tensor]] = []
+    for key, value in state.items():
+        for alias, canonical in ALIAS_PREFIXES.items():
+            if key.startswith(alias):
+                aliased.append((key, canonical + key[len(alias):], value))
+                break
+        else:
+            out[key] = value
+    for key, canonical, value in aliased:
+        if canonical in out:
+            if out[canonical].shape != value.shape or not torch.equal(out[canonical], value):
+                raise CheckpointError(f"alias '{key}' differs from '{canonical}' (shapes {list(value.shape)} vs "
+                                      f"{list(out[canonical].shape)}); the checkpoint is inconsistent")
+        else:
+            out[canonical] = value
+        report.aliases_merged += 1
+    return out
+
+
+def map_official_key(key: str) -> str | None:
+    """Official (alias-free) key -> our key, or None when it is outside the model."""
+    for prefix, ours in OFFICIAL_PREFIXES.items():
+        if key.startswith(prefix):
+            rest = key[len(prefix):]
+            if prefix == "video_model.wan_model.":
+                for pattern, repl in _WAN_RULES:
+                    new, n = re.subn(pattern, repl, rest)
+                    if n:
+                        rest = new
+                        break
+            return ours + rest
+    return None
+
+
+def official_to_ours(state: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+    merged = merge_aliases(state, report)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in merged.items():
+        if key.startswith(IGNORED_PREFIXES):
+            report.ignored.append(key)
+            continue
+        mapped = map_official_key(key)
+        if mapped is None:
+            report.unexpected.append(key)
+        else:
+            out[mapped] = value
+    return out
+
+
+def ours_to_official(state: dict[str, torch.Tensor], with_aliases: bool = True) -> dict[str, torch.Tensor]:
+    """Our state dict -> the official layout (for tests and interoperability); encoders other than
+    the VLM are dropped (the official file does not hold them)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if key.startswith("video.wan."):
+            rest = key[len("video.wan."):]
+            for pattern, repl in _WAN_INVERSE:
+                new, n = re.subn(pattern, repl, rest)
+                if n:
+                    rest = new
+                    break
+            out["video_model.wan_model." + rest] = value
+        elif key.startswith("action."):
+            out["action_expert." + key[len("action."):]] = value
+        elif key.startswith("und."):
+            out["und_expert." + key[len("und."):]] = value
+        elif key.startswith("vlm.model."):
+            out["vlm_model." + key[len("vlm.model."):]] = value
+    if with_aliases:
+        for alias, canonical in ALIAS_PREFIXES.items():
+            for key in [k for k in out if k.startswith(canonical) and not k.startswith(tuple(ALIAS_PREFIXES))]:
+                out[alias + key[len(canonical):]] = out[key]
+    return out
+
+
+def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None) -> MotusConfig:
+    """Sizes of the experts read from tensor shapes (our key names); encoders follow `base`."""
+    base = base or preset("paper")
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state:
+            raise CheckpointError(f"cannot infer the model size: key '{key}' is missing")
+        return tuple(state[key].shape)
+
+    layers = 1 + max((int(m.group(1)) for k in state for m in [re.match(r"action\.blocks\.(\d+)\.", k)] if m),
+                     default=-1)
+    if layers < 1:
+        raise CheckpointError("cannot infer the model size: no 'action.blocks.N.*' keys")
+    _, heads, a_dim, head_dim = shape("action.blocks.0.wan_action_qkv")
+    _, _, u_dim, _ = shape("und.blocks.0.wan_und_qkv")
+    vdim, lat_c, pt, ph, pw = shape("video.wan.patch_embedding.weight")
+    regs = shape("action.registers")[1] if "action.registers" in state else 0
+    pos_len = shape("action.input_encoder.pos_embedding")[1]
+    return base.replace(
+        name=f"{base.name}-inferred", num_layers=layers, num_heads=heads, head_dim=head_dim,
+        latent_channels=lat_c, patch_size=(pt, ph, pw),
+        video_ffn_dim=shape("video.wan.blocks.0.ffn.net.0.proj.weight")[0],
+        text_dim=shape("video.wan.condition_embedder.text_embedder.linear_1.weight")[1],
+        action_hidden=a_dim, action_ffn_dim=shape("action.blocks.0.ffn.0.weight")[0],
+        state_dim=shape("action.input_encoder.state_encoder.0.weight")[1],
+        action_dim=shape("action.input_encoder.action_encoder.0.weight")[1],
+        num_registers=regs, chunk_size=pos_len - 1 - regs,
+        und_hidden=u_dim, und_ffn_dim=shape("und.blocks.0.ffn.0.weight")[0],
+        vlm_hidden=shape("und.vlm_adapter.0.weight")[1],
+    ) if vdim == heads * head_dim else _bad_width(vdim, heads, head_dim)
+
+
+def _bad_width(vdim, heads, head_dim):
+    raise CheckpointError(f"video width {vdim} != heads {heads} x head_dim {head_dim} read from wan_action_qkv")
+
+
+# Loading into a model -----------------------------------------------------------------------------
+def detect_format(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    if p.is_dir():
+        if (p / WEIGHTS_FILE).is_file():
+            return "motus_ros"
+        if (p / OFFICIAL_FILE).is_file():
+            return "official"
+        raise CheckpointError(f"{path}: folder holds neither {WEIGHTS_FILE} nor {OFFICIAL_FILE}")
+    if p.suffix == ".safetensors":
+        return "motus_ros"
+    return "official"
+
+
+def check_against(model, state: dict[str, torch.Tensor], report: LoadReport,
+                  optional_prefixes: tuple[str, ...] = ()) -> None:
+    """Fill report.missing / unexpected / mismatched comparing state with model.state_dict()."""
+    expected = model.state_dict()
+    for key, value in state.items():
+        if key not in expected:
+            report.unexpected.append(key)
+        elif tuple(value.shape) != tuple(expected[key].shape):
+            report.mismatched.append((key, tuple(value.shape), tuple(expected[key].shape)))
+    for key in expected:
+        if key not in state and not key.startswith(optional_prefixes):
+            report.missing.append(key)
+    for prefix in optional_prefixes:
+        if any(k.startswith(prefix) for k in expected) and not any(k.startswith(prefix) for k in state):
+            report.not_loaded_groups.append(prefix.rstrip("."))
+
+
+def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device: str = "cpu",
+                    strict: bool = True):
+    """Load either format into a new Motus. Returns (model, LoadReport).
+
+    Own format: config from config.json. Official format: expert sizes inferred from shapes, the
+    frozen encoders (VAE, text encoder, and the VLM if absent) follow `config` (default: paper preset),
+    since the official file does not carry them. strict: any missing/unexpected/mismatched key raises.
+    """
+    from .model import build_model
+
+    fmt = detect_format(path)
+    report = LoadReport(source_format=fmt)
+    if fmt == "motus_ros":
+        cfg = read_own_config(path)
+        state = read_own_weights(path)
+        optional: tuple[str, ...] = ()
+    else:
+        state = official_to_ours(read_official(path), report)
+        cfg = infer_config(state, base=config)
+        optional = ("vae.", "text_encoder.", "vlm.")
+    model = build_model(cfg, device="cpu")
+    check_against(model, state, report, optional_prefixes=optional)
+    if strict and not report.ok:
+        raise CheckpointError(f"{path}: checkpoint does not fit the model ({report.summary()})")
+    usable = {k: v for k, v in state.items()
+              if k not in dict.fromkeys(report.unexpected) and k not in {m[0] for m in report.mismatched}}
+    model.load_state_dict(usable, strict=False)
+    return model.to(device).eval(), report
+
+
+def convert_official(path: str | Path, out_dir: str | Path, config: MotusConfig | None = None) -> LoadReport:
+    """Official checkpoint -> our format (strict: refuses checkpoints that do not fit)."""
+    model, report = load_checkpoint(path, config=config, strict=True)
+    save_checkpoint(model, out_dir)
+    return report
+
+
+def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None) -> dict[str, Any]:
+    """Describe a checkpoint without loading weights into a model: format, counts, inferred sizes,
+    and the key report against a model built on the meta device."""
+    from .model import build_model
+
+    fmt = detect_format(path)
+    report = LoadReport(source_format=fmt)
+    if fmt == "motus_ros":
+        cfg = read_own_config(path)
+        state = read_own_weights(path)
+        raw_count = len(state)
+        optional: tuple[str, ...] = ()
+    else:
+        raw = read_official(path)
+        raw_count = len(raw)
+        state = official_to_ours(raw, report)
+        cfg = infer_config(state, base=config)
+        optional = ("vae.", "text_encoder.", "vlm.")
+    meta = build_model(cfg, device="meta", build_encoders=any(k.startswith(("vae.", "vlm.", "text_encoder.")) for k in state))
+    check_against(meta, state, report, optional_prefixes=optional)
+    groups: dict[str, int] = {}
+    for key, value in state.items():
+        group = key.split(".")[0]
+        groups[group] = groups.get(group, 0) + value.numel()
+    dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
+    return {"path": str(path), "format": fmt, "tensors_in_file": raw_count, "tensors_mapped": len(state),
+            "parameters_by_part": groups, "dtypes": dtypes,
+            "config": {k: v for k, v in cfg.to_dict().items() if not k.endswith("_config")},
+            "report": report.to_dict()}

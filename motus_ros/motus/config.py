@@ -1,0 +1,224 @@
+"""Model configuration of Motus (arXiv 2512.13030) with the presets `tiny`, `small` and `paper`.
+
+One dataclass describes the three experts (video, action, understanding), the frozen encoders
+(frames <-> latents autoencoder, vision-language model, text encoder) and the flow schedule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# Paper / official-release constants (arXiv 2512.13030 Table 11; thu-ml/Motus configs/robotwin.yaml).
+PAPER_NUM_LAYERS = 30
+PAPER_CHUNK = 48                 # actions per chunk (1.6 s at 30 Hz)
+PAPER_VIDEO_FRAMES = 8           # future frames per chunk (5 Hz)
+PAPER_VIDEO_HEIGHT = 384         # tiled three-camera image, pixels
+PAPER_VIDEO_WIDTH = 320
+PAPER_INFERENCE_STEPS = 10
+NUM_TRAIN_TIMESTEPS = 1000       # Wan convention: the timestep embedding sees t * 1000
+TIME_FREQ_DIM = 256              # sinusoidal timestep features (Wan and the action expert)
+
+
+@dataclass
+class MotusConfig:
+    """Every size of the model; presets below. Units: pixels for video sizes, frames for counts."""
+
+    name: str = "custom"
+    num_layers: int = PAPER_NUM_LAYERS
+    # Shared attention head space of the tri-modal joint attention (Wan 2.2 TI2V-5B: 24 x 128).
+    num_heads: int = 24
+    head_dim: int = 128
+    # Video expert (Wan 2.2 TI2V-5B transformer).
+    latent_channels: int = 48
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    video_ffn_dim: int = 14336
+    text_dim: int = 4096           # umT5-XXL width
+    video_eps: float = 1e-6
+    rope_max_seq_len: int = 1024
+    # Action expert.
+    action_dim: int = 14
+    state_dim: int = 14
+    action_hidden: int = 1024
+    action_ffn_dim: int = 4096
+    chunk_size: int = PAPER_CHUNK
+    num_registers: int = 4
+    action_eps: float = 1e-6
+    # Understanding expert.
+    und_hidden: int = 512
+    und_ffn_dim: int = 2048
+    vlm_hidden: int = 2048         # Qwen3-VL-2B last hidden layer width
+    und_eps: float = 1e-5
+    # Video geometry.
+    video_height: int = PAPER_VIDEO_HEIGHT
+    video_width: int = PAPER_VIDEO_WIDTH
+    num_future_frames: int = PAPER_VIDEO_FRAMES
+    vae_spatial: int = 16          # Wan 2.2 VAE: 16x spatial, 4x temporal compression
+    vae_temporal: int = 4
+    # Frozen encoders: kind + constructor arguments (see encoders.py).
+    vae_kind: str = "wan"          # "wan" (diffusers AutoencoderKLWan) | "patch" (light stand-in)
+    vae_config: dict[str, Any] = field(default_factory=dict)
+    vlm_kind: str = "qwen3_vl"
+    vlm_config: dict[str, Any] = field(default_factory=dict)
+    vlm_image_size: tuple[int, int] = (384, 320)   # (height, width) the VLM sees, multiple of 32
+    text_kind: str = "umt5"
+    text_config: dict[str, Any] = field(default_factory=dict)
+    text_max_len: int = 64
+    # Flow matching.
+    num_inference_steps: int = PAPER_INFERENCE_STEPS
+    sampler_shift: float = 1.0
+    timestep_sampling: str = "logit_normal"       # "logit_normal" | "shifted_uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0                        # official robotwin.yaml: sigmoid_scale 1.0
+    uniform_shift: float = 1.0
+    video_loss_weight: float = 1.0
+    action_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        self.vlm_image_size = tuple(int(p) for p in self.vlm_image_size)
+        self.validate()
+
+    # Derived sizes -------------------------------------------------------------------------
+    @property
+    def attn_dim(self) -> int:
+        """Width of the shared head space (= video expert width)."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def latent_frames(self) -> int:
+        """Latent frames: 1 condition frame + future frames / temporal compression."""
+        return 1 + self.num_future_frames // self.vae_temporal
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        return self.video_height // self.vae_spatial, self.video_width // self.vae_spatial
+
+    @property
+    def video_tokens_per_frame(self) -> int:
+        h, w = self.latent_size
+        return (h // self.patch_size[1]) * (w // self.patch_size[2])
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when sizes are inconsistent."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"MotusConfig '{self.name}': {msg}")
+        need(self.num_layers >= 1, f"num_layers={self.num_layers}, expected >= 1")
+        need(self.head_dim % 2 == 0 and self.head_dim >= 6, f"head_dim={self.head_dim}, expected even and >= 6 (3D RoPE)")
+        unit = self.vae_spatial * self.patch_size[1]
+        need(self.video_height % unit == 0 and self.video_width % unit == 0,
+             f"video size {self.video_height}x{self.video_width}, expected multiples of {unit}")
+        need(self.num_future_frames % self.vae_temporal == 0,
+             f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
+        need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
+        need(self.timestep_sampling in ("logit_normal", "shifted_uniform"),
+             f"timestep_sampling='{self.timestep_sampling}', expected 'logit_normal' or 'shifted_uniform'")
+        need(self.vae_kind in ("wan", "patch"), f"vae_kind='{self.vae_kind}', expected 'wan' or 'patch'")
+        need(self.vlm_image_size[0] % 32 == 0 and self.vlm_image_size[1] % 32 == 0,
+             f"vlm_image_size={self.vlm_image_size}, expected multiples of 32 (patch 16 x merge 2)")
+
+    # Serialization -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        d["vlm_image_size"] = list(self.vlm_image_size)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MotusConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"MotusConfig: unknown fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "MotusConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# Encoder configurations ------------------------------------------------------------------------
+def _tiny_vlm(hidden: int) -> dict[str, Any]:
+    """A random Qwen3-VL with the real architecture at toy width (tests, CPU)."""
+    return {
+        "text_config": {
+            "vocab_size": 512, "hidden_size": hidden, "intermediate_size": 2 * hidden,
+            "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "head_dim": hidden // 2, "max_position_embeddings": 2048,
+            "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+        },
+        "vision_config": {
+            "depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+            "out_hidden_size": hidden, "patch_size": 16, "spatial_merge_size": 2,
+            "temporal_patch_size": 2, "num_position_embeddings": 64, "deepstack_visual_indexes": [0],
+        },
+        "image_token_id": 500, "video_token_id": 501, "vision_start_token_id": 502, "vision_end_token_id": 503,
+    }
+
+
+def _tiny_text(d_model: int) -> dict[str, Any]:
+    return {"vocab_size": 512, "d_model": d_model, "d_kv": 8, "d_ff": 2 * d_model, "num_layers": 1,
+            "num_heads": 2, "relative_attention_num_buckets": 8}
+
+
+def _tiny_wan_vae() -> dict[str, Any]:
+    """AutoencoderKLWan with the Wan 2.2 layout (residual, patch 2, 48 channels) at toy width."""
+    return {"base_dim": 8, "decoder_base_dim": 8, "z_dim": 48, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1,
+            "temperal_downsample": [False, True, True], "attn_scales": [], "is_residual": True,
+            "in_channels": 12, "out_channels": 12, "patch_size": 2, "scale_factor_spatial": 16,
+            "scale_factor_temporal": 4, "latents_mean": [0.0] * 48, "latents_std": [1.0] * 48}
+
+
+# Public configs of the pretrained backbones (Hugging Face config.json of Qwen/Qwen3-VL-2B-Instruct,
+# google/umt5-xxl and Wan-AI/Wan2.2-TI2V-5B-Diffusers/vae). Used to build them on the meta device.
+PAPER_VLM = {
+    "text_config": {
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 262144,
+        "tie_word_embeddings": True,
+        "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+        "rope_theta": 5000000,
+    },
+    "vision_config": {
+        "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "out_hidden_size": 2048,
+        "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 2304,
+        "deepstack_visual_indexes": [5, 11, 17],
+    },
+    "image_token_id": 151655, "video_token_id": 151656, "vision_start_token_id": 151652,
+    "vision_end_token_id": 151653, "tie_word_embeddings": True,
+}
+PAPER_TEXT = {"vocab_size": 256384, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24,
+              "num_heads": 64, "relative_attention_num_buckets": 32, "feed_forward_proj": "gated-gelu"}
+PAPER_VAE = {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+             "temperal_downsample": [False, True, True], "attn_scales": [], "is_residual": True,
+             "in_channels": 12, "out_channels": 12, "patch_size": 2, "scale_factor_spatial": 16,
+             "scale_factor_temporal": 4}
+
+
+def preset(name: str) -> MotusConfig:
+    """Build a named preset: tiny (tests, seconds on a CPU), small (trainable), paper (arXiv 2512.13030)."""
+    if name == "tiny":
+        return MotusConfig(
+            name="tiny", num_layers=2, num_heads=2, head_dim=16, video_ffn_dim=64, text_dim=32,
+            action_hidden=32, action_ffn_dim=64, und_hidden=32, und_ffn_dim=64, vlm_hidden=32,
+            video_height=192, video_width=160, vae_kind="wan", vae_config=_tiny_wan_vae(),
+            vlm_config=_tiny_vlm(32), vlm_image_size=(64, 64), text_config=_tiny_text(32), text_max_len=32,
+        )
+    if name == "small":
+        return MotusConfig(
+            name="small", num_layers=6, num_heads=4, head_dim=32, video_ffn_dim=512, text_dim=64,
+            action_hidden=128, action_ffn_dim=512, und_hidden=64, und_ffn_dim=256, vlm_hidden=64,
+            vae_kind="patch", vae_config={}, vlm_config=_tiny_vlm(64), vlm_image_size=(96, 96),
+            text_config=_tiny_text(64), text_max_len=32,
+        )
+    if name == "paper":
+        return MotusConfig(name="paper", vae_kind="wan", vae_config=dict(PAPER_VAE), vlm_config=dict(PAPER_VLM),
+                           text_config=dict(PAPER_TEXT), text_max_len=512)
+    raise ValueError(f"unknown preset '{name}'; expected one of: {', '.join(PRESETS)}")
+
+
+PRESETS = ("tiny", "small", "paper")

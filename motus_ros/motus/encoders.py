@@ -1,0 +1,218 @@
+"""Frozen encoders around the three experts: frames <-> latents, image+text -> VLM features, text.
+
+Interfaces (what the model relies on):
+- FrameAutoencoder: encode(frames [B,3,F,H,W] in [-1,1]) -> latents [B,C,1+(F-1)/4,H/16,W/16];
+  decode(latents) -> frames [B,3,F,H,W] in [-1,1].
+- VisionLanguageEncoder: forward(images [B,3,H,W] in [-1,1], instructions list[str])
+  -> (features [B,L,vlm_hidden], mask [B,L] bool), the VLM's last hidden layer.
+- TextEncoder: forward(instructions list[str]) -> [B,L,text_dim] (pad positions zero, Wan style).
+
+Implementations: WanVAE (diffusers AutoencoderKLWan, Wan 2.2 layout), PatchAutoencoder (light,
+parameter-free stand-in used by the `small` preset), Qwen3VLEncoder (transformers Qwen3-VL),
+UMT5TextEncoder (transformers UMT5). Without hub access there are no tokenizer files, so both
+text paths default to ByteTokenizer (UTF-8 bytes as ids), a stand-in for the real Qwen / umT5
+tokenizers; pass `tokenizer=` a Hugging Face tokenizer when real weights are used.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import MotusConfig
+
+
+class ByteTokenizer:
+    """UTF-8 bytes -> ids in [first_id, first_id + 256): stand-in for SentencePiece/BPE tokenizers."""
+
+    def __init__(self, first_id: int = 4, max_len: int = 64):
+        self.first_id = first_id
+        self.max_len = max_len
+
+    def __call__(self, text: str) -> list[int]:
+        return [self.first_id + b for b in text.encode("utf-8")[: self.max_len]] or [self.first_id]
+
+
+def _hf_tokenize(tokenizer: Any, text: str, max_len: int) -> list[int]:
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer(text)
+    return list(tokenizer(text, truncation=True, max_length=max_len)["input_ids"])
+
+
+# Frames <-> latents -------------------------------------------------------------------------------
+class WanVAE(nn.Module):
+    """diffusers AutoencoderKLWan (Wan 2.2: 48 channels, 16x spatial, 4x temporal), latents normalized."""
+
+    def __init__(self, vae_config: dict[str, Any]):
+        super().__init__()
+        from diffusers import AutoencoderKLWan
+
+        self.vae = AutoencoderKLWan(**vae_config)
+        z = self.vae.config.z_dim
+        mean = vae_config.get("latents_mean") or [0.0] * z
+        std = vae_config.get("latents_std") or [1.0] * z
+        self.register_buffer("latents_mean", torch.tensor(mean, dtype=torch.float32).view(1, z, 1, 1, 1), persistent=False)
+        self.register_buffer("latents_std", torch.tensor(std, dtype=torch.float32).view(1, z, 1, 1, 1), persistent=False)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B,3,F,H,W] in [-1,1] -> normalized latents (posterior mean)."""
+        z = self.vae.encode(frames).latent_dist.mode()
+        return (z - self.latents_mean) / self.latents_std
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        z = latents * self.latents_std + self.latents_mean
+        return self.vae.decode(z).sample.clamp(-1, 1)
+
+
+class PatchAutoencoder(nn.Module):
+    """Light stand-in for the Wan VAE (same shapes): no parameters, exact geometry.
+
+    Encode: each 16x16 pixel patch becomes 48 channels = 3 colours x a 4x4 grid of 4x4-pixel means
+    (a 4x down-sampled image, pixel-unshuffled); the first frame stands alone and later frames are
+    averaged in groups of 4 (Wan's causal temporal layout). Decode repeats and up-samples.
+    """
+
+    def __init__(self, spatial: int = 16, temporal: int = 4, channels: int = 48):
+        super().__init__()
+        self.spatial, self.temporal = spatial, temporal
+        self.inner = spatial // 4  # 4x4 sub-blocks per patch -> 3 * 16 = 48 channels
+        if 3 * self.inner * self.inner != channels:
+            raise ValueError(f"PatchAutoencoder: channels={channels}, expected {3 * self.inner ** 2}")
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = frames.shape
+        first, rest = frames[:, :, :1], frames[:, :, 1:]
+        groups = [first]
+        if rest.shape[2]:
+            # [B,3,F-1,H,W] -> [B,3,(F-1)/4,4,H,W] -> mean over the 4 frames of a group
+            groups.append(rest.unflatten(2, (-1, self.temporal)).mean(3))
+        x = torch.cat(groups, 2)                                    # [B,3,T,H,W]
+        t = x.shape[2]
+        x = x.transpose(1, 2).flatten(0, 1)                         # [B*T,3,H,W]
+        x = F.avg_pool2d(x, 4)                                      # [B*T,3,H/4,W/4]
+        x = F.pixel_unshuffle(x, self.inner)                        # [B*T,48,H/16,W/16]
+        return x.unflatten(0, (b, t)).transpose(1, 2)               # [B,48,T,H/16,W/16]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = latents.shape
+        x = latents.transpose(1, 2).flatten(0, 1)                   # [B*T,48,h,w]
+        x = F.pixel_shuffle(x, self.inner)                          # [B*T,3,4h,4w]
+        x = F.interpolate(x, scale_factor=4, mode="nearest")        # [B*T,3,16h,16w]
+        x = x.unflatten(0, (b, t)).transpose(1, 2)                  # [B,3,T,H,W]
+        first, rest = x[:, :, :1], x[:, :, 1:]
+        rest = rest.repeat_interleave(self.temporal, dim=2)
+        return torch.cat([first, rest], 2).clamp(-1, 1)
+
+
+# Vision-language features -------------------------------------------------------------------------
+class Qwen3VLEncoder(nn.Module):
+    """Last hidden layer of a (frozen) transformers Qwen3-VL for one image + instruction per sample.
+
+    Images are patchified here (no torchvision / processor files needed) in the Qwen2-VL processor
+    layout: 16x16 patches, temporal patch 2 (the still image repeated), 2x2 merge order.
+    """
+
+    MEAN = 0.5  # Qwen3-VL image processor: image_mean = image_std = 0.5 on [0,1] pixels
+    STD = 0.5
+
+    def __init__(self, vlm_config: dict[str, Any], image_size: tuple[int, int], max_text: int = 64,
+                 tokenizer: Any = None):
+        super().__init__()
+        from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+        cfg = Qwen3VLConfig(**vlm_config)
+        self.model = Qwen3VLForConditionalGeneration(cfg)
+        self.image_size = tuple(image_size)
+        vc = cfg.vision_config
+        self.patch, self.merge, self.tpatch = vc.patch_size, vc.spatial_merge_size, vc.temporal_patch_size
+        self.image_token_id = cfg.image_token_id
+        self.start_id, self.end_id = cfg.vision_start_token_id, cfg.vision_end_token_id
+        self.tokenizer = tokenizer or ByteTokenizer(first_id=4, max_len=max_text)
+        self.max_text = max_text
+        self.requires_grad_(False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.text_config.hidden_size
+
+    def patchify(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B,3,H,W] in [-1,1] -> pixel_values [B*gh*gw, 3*2*16*16], grid_thw [B,3]."""
+        h, w = self.image_size
+        x = F.interpolate(images.float(), size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        x = ((x + 1) / 2 - self.MEAN) / self.STD
+        b, p, m, tp = x.shape[0], self.patch, self.merge, self.tpatch
+        gh, gw = h // p, w // p
+        x = x.unsqueeze(1).expand(b, tp, 3, h, w)                                     # [B,tp,3,H,W]
+        x = x.reshape(b, tp, 3, gh // m, m, p, gw // m, m, p)
+        x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)                                     # [B,gh/m,gw/m,m,m,3,tp,p,p]
+        pixel_values = x.reshape(b * gh * gw, 3 * tp * p * p)
+        grid = torch.tensor([[1, gh, gw]] * b, dtype=torch.long, device=images.device)
+        return pixel_values, grid
+
+    def forward(self, images: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel_values, grid = self.patchify(images)
+        n_img = int(grid[0].prod()) // (self.merge ** 2)
+        rows = [[self.start_id] + [self.image_token_id] * n_img + [self.end_id]
+                + _hf_tokenize(self.tokenizer, text, self.max_text) for text in instructions]
+        length = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), length, dtype=torch.long, device=images.device)
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=images.device)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, device=images.device)
+            mask[i, : len(r)] = 1
+        dtype = next(self.model.parameters()).dtype
+        out = self.model.model(
+            input_ids=ids, attention_mask=mask, pixel_values=pixel_values.to(dtype), image_grid_thw=grid,
+            mm_token_type_ids=(ids == self.image_token_id).int(), use_cache=False,
+        )
+        return out.last_hidden_state.float(), mask.bool()
+
+
+# Text ---------------------------------------------------------------------------------------------
+class UMT5TextEncoder(nn.Module):
+    """umT5 encoder (transformers UMT5EncoderModel), pad positions zeroed as Wan does."""
+
+    def __init__(self, text_config: dict[str, Any], max_len: int = 64, tokenizer: Any = None):
+        super().__init__()
+        from transformers import UMT5Config, UMT5EncoderModel
+
+        self.model = UMT5EncoderModel(UMT5Config(**text_config))
+        self.tokenizer = tokenizer or ByteTokenizer(first_id=4, max_len=max_len)
+        self.max_len = max_len
+        self.requires_grad_(False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.d_model
+
+    def forward(self, instructions: list[str]) -> torch.Tensor:
+        rows = [_hf_tokenize(self.tokenizer, t, self.max_len) for t in instructions]
+        length = max(len(r) for r in rows)
+        device = next(self.model.parameters()).device
+        ids = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, device=device)
+            mask[i, : len(r)] = 1
+        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        return hidden * mask.unsqueeze(-1)
+
+
+def build_encoders(cfg: MotusConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """(autoencoder, vlm, text encoder) for a config; all frozen."""
+    if cfg.vae_kind == "wan":
+        vae: nn.Module = WanVAE(cfg.vae_config)
+    else:
+        vae = PatchAutoencoder(cfg.vae_spatial, cfg.vae_temporal, cfg.latent_channels)
+    vae.requires_grad_(False)
+    vlm = Qwen3VLEncoder(cfg.vlm_config, cfg.vlm_image_size, max_text=cfg.text_max_len)
+    text = UMT5TextEncoder(cfg.text_config, max_len=cfg.text_max_len)
+    for name, got, want in (("vlm_hidden", vlm.hidden_size, cfg.vlm_hidden), ("text_dim", text.hidden_size, cfg.text_dim)):
+        if got != want:
+            raise ValueError(f"MotusConfig.{name}={want} but the encoder config gives width {got}")
+    return vae, vlm, text
+
+
+TokenizerFn = Callable[[str], list[int]]

@@ -1,0 +1,269 @@
+"""Motus: video, action and understanding experts fused by joint attention, with one generate()
+path for the five inference modes (arXiv 2512.13030, Sec. 3-4).
+
+Modes are chosen only by the per-modality timesteps (t = 1 pure noise, t = 0 clean):
+  joint: video 1 -> 0, action 1 -> 0      vla: video held at 1, action 1 -> 0
+  wm:    video 1 -> 0, action 0 (given)   idm: video 0 (given), action 1 -> 0
+  vgm:   video 1 -> 0, action held at 1
+A held-clean input is returned bit-identical; a held-noise input is never updated.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .config import MotusConfig
+from .experts import ActionExpert, LayerInputs, UndExpert, VideoExpert, joint_layer
+from .sampler import FlowMatchEulerSampler
+
+DENOISE, NOISE, CLEAN = "denoise", "noise", "clean"
+# mode -> (video role, action role)
+MODE_TABLE: dict[str, tuple[str, str]] = {
+    "vla": (NOISE, DENOISE),
+    "wm": (DENOISE, CLEAN),
+    "idm": (CLEAN, DENOISE),
+    "vgm": (DENOISE, NOISE),
+    "joint": (DENOISE, DENOISE),
+}
+MODES = tuple(MODE_TABLE)
+TEXT_CACHE_SIZE = 16  # instructions kept (the text depends only on the instruction)
+
+
+def check_mode(mode: str) -> str:
+    """Normalize a mode name; ValueError naming the accepted values."""
+    m = str(mode).strip().lower()
+    if m not in MODE_TABLE:
+        raise ValueError(f"mode '{mode}' is not one of {', '.join(MODES)}")
+    return m
+
+
+@dataclass
+class Conditioning:
+    """Step-invariant inputs of one call: computed once, reused at every denoising step."""
+
+    und_tokens: torch.Tensor                 # [B,Lu,Du] understanding tokens after the VLM adapter
+    und_mask: torch.Tensor | None            # [B,Lu] bool (False = padding) or None
+    text: torch.Tensor                       # [B,Lt,D] text context in the video width
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]   # per layer [B,H,Lt,hd] keys and values
+    cond_latent: torch.Tensor                # [B,C,1,h,w] latent of the condition frame
+
+
+@dataclass
+class GenerateOutput:
+    actions: torch.Tensor | None             # [B,chunk,A] normalized; None when held at noise (vgm)
+    video_latents: torch.Tensor | None       # [B,C,T,h,w] incl. condition frame; None in vla
+    frames: torch.Tensor | None              # [B,3,F,H,W] in [-1,1], future frames; only when denoised
+    mode: str
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+class Motus(nn.Module):
+    """The three experts plus (optionally) the frozen encoders: autoencoder, VLM, text encoder."""
+
+    def __init__(self, config: MotusConfig, build_encoders: bool = True):
+        super().__init__()
+        self.config = config
+        self.video = VideoExpert(config)
+        self.action = ActionExpert(config)
+        self.und = UndExpert(config)
+        if build_encoders:
+            from .encoders import build_encoders as _build
+
+            self.vae, self.vlm, self.text_encoder = _build(config)
+        else:
+            self.vae = self.vlm = self.text_encoder = None
+        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self.text_encoder_calls = 0   # counts umT5 forwards (tests check text is encoded once)
+
+    # Bookkeeping ---------------------------------------------------------------------------------
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (works on the meta device)."""
+        def count(m):
+            return 0 if m is None else sum(p.numel() for p in m.parameters())
+        return {"video_expert": count(self.video), "action_expert": count(self.action),
+                "und_expert": count(self.und), "vae": count(self.vae), "vlm": count(self.vlm),
+                "text_encoder": count(self.text_encoder)}
+
+    @property
+    def device(self) -> torch.device:
+        return self.action.registers.device if self.action.registers is not None else next(self.parameters()).device
+
+    def _need_encoders(self) -> None:
+        if self.vae is None:
+            raise RuntimeError("this Motus was built with build_encoders=False; conditioning needs the encoders")
+
+    # Step-invariant conditioning -----------------------------------------------------------------
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames [B,3,F,H,W] in [-1,1] -> latents [B,C,1+(F-1)/4,h,w]."""
+        self._need_encoders()
+        return self.vae.encode(frames.float())
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        self._need_encoders()
+        return self.vae.decode(latents.float())
+
+    def encode_text(self, instructions: list[str], use_cache: bool = True) -> torch.Tensor:
+        """umT5 states [B,L,text_dim]; cached per instruction tuple (text depends on nothing else)."""
+        self._need_encoders()
+        key = tuple(instructions)
+        if use_cache and key in self._text_cache:
+            self._text_cache.move_to_end(key)
+            return self._text_cache[key]
+        self.text_encoder_calls += 1
+        out = self.text_encoder(list(instructions))
+        if use_cache:
+            self._text_cache[key] = out
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        return out
+
+    def clear_text_cache(self) -> None:
+        self._text_cache.clear()
+
+    def prepare_conditioning(self, images: torch.Tensor, instructions: list[str], use_text_cache: bool = True,
+                             text_states: torch.Tensor | None = None) -> Conditioning:
+        """images [B,3,H,W] in [-1,1] (the condition frame, tiled) + instructions -> Conditioning."""
+        self._need_encoders()
+        vlm_feats, vlm_mask = self.vlm(images, list(instructions))           # [B,L,vlm_hidden], [B,L]
+        und_tokens = self.und.vlm_adapter(vlm_feats.to(self.und.vlm_adapter[0].weight.dtype))
+        und_mask = None if bool(vlm_mask.all()) else vlm_mask
+        if text_states is None:
+            text_states = self.encode_text(list(instructions), use_cache=use_text_cache)
+        text = self.video.text(text_states.to(self.video.wan.condition_embedder.text_embedder.linear_1.weight.dtype))
+        cross_kv = [self.video.cross_kv(i, text) for i in range(self.config.num_layers)]
+        cond_latent = self.encode_frames(images.unsqueeze(2))                   # [B,C,1,h,w]
+        return Conditioning(und_tokens, und_mask, text, cross_kv, cond_latent)
+
+    def conditioning_from_features(self, vlm_feats: torch.Tensor, text_states: torch.Tensor,
+                                   cond_latent: torch.Tensor, vlm_mask: torch.Tensor | None = None) -> Conditioning:
+        """Conditioning from precomputed encoder outputs (training on cached features)."""
+        und_tokens = self.und.vlm_adapter(vlm_feats)
+        text = self.video.text(text_states)
+        cross_kv = [self.video.cross_kv(i, text) for i in range(self.config.num_layers)]
+        return Conditioning(und_tokens, vlm_mask, text, cross_kv, cond_latent)
+
+    # One network evaluation ----------------------------------------------------------------------
+    def denoise(self, cond: Conditioning, video_latents: torch.Tensor, t_video: torch.Tensor,
+                actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
+                need_video: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Velocities for video latents [B,C,T,h,w] (frame 0 = clean condition) and actions [B,chunk,A].
+
+        t_video, t_action: [B] in [0,1]. The condition-frame tokens always get timestep 0 (Wan 2.2 TI2V).
+        """
+        cfg = self.config
+        b = video_latents.shape[0]
+        xv, rope = self.video.embed(video_latents)                             # [B,Nv,D]
+        pt, ph, pw = cfg.patch_size
+        grid = (video_latents.shape[2] // pt, video_latents.shape[3] // ph, video_latents.shape[4] // pw)
+        per_frame = grid[1] * grid[2]
+        t_tok = t_video.float().view(b, 1).expand(b, xv.shape[1]).clone()     # [B,Nv]
+        t_tok[:, :per_frame] = 0.0                                             # condition frame is clean
+        temb_v, mod_v = self.video.time(t_tok)                                 # [B,Nv,D], [B,Nv,6,D]
+
+        regs = self.action.registers
+        xa = self.action.input_encoder(state.float(), actions.float(), regs)    # [B,1+chunk+R,Da]
+        temb_a, mod_a = self.action.time(t_action.float().view(b))             # [B,Da], [B,6,Da]
+        xu = cond.und_tokens
+
+        key_mask = None
+        if cond.und_mask is not None:
+            ones = torch.ones(b, xv.shape[1] + xa.shape[1], dtype=torch.bool, device=xv.device)
+            key_mask = torch.cat([ones, cond.und_mask.to(xv.device)], dim=1)   # [B,Nv+Na+Nu]
+        inp = LayerInputs(mod_v, mod_a, rope, cond.cross_kv, key_mask)
+        for i in range(cfg.num_layers):
+            xv, xa, xu = joint_layer(i, self.video, self.action, self.und, xv, xa, xu, inp)
+
+        v_video = self.video.head(xv, temb_v, grid).float() if need_video else None
+        chunk = actions.shape[1]
+        v_action = self.action.decoder(xa[:, 1: 1 + chunk], temb_a).float()   # drop state and registers
+        return v_video, v_action
+
+    # Inference -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, images: torch.Tensor, state: torch.Tensor, instructions: list[str], mode: str = "vla",
+                 steps: int | None = None, actions: torch.Tensor | None = None,
+                 future_frames: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 recompute_conditioning: bool = False) -> GenerateOutput:
+        """Run one chunk in any mode.
+
+        images [B,3,H,W] in [-1,1] at the model video size (condition frame); state [B,S] normalized;
+        actions [B,chunk,A] normalized (wm); future_frames [B,3,F,H,W] in [-1,1] (idm).
+        recompute_conditioning=True re-runs VLM, text encoder and condition-frame encoding at every
+        step, as the official release does (kept for the benchmark baseline).
+        """
+        mode = check_mode(mode)
+        video_role, action_role = MODE_TABLE[mode]
+        cfg = self.config
+        steps = cfg.num_inference_steps if steps is None else int(steps)
+        b = images.shape[0]
+        device = images.device
+        if action_role == CLEAN and actions is None:
+            raise ValueError(f"mode '{mode}' needs 'actions' [B,{cfg.chunk_size},{cfg.action_dim}]")
+        if video_role == CLEAN and future_frames is None:
+            raise ValueError(f"mode '{mode}' needs 'future_frames' [B,3,{cfg.num_future_frames},H,W]")
+        if actions is not None and tuple(actions.shape[1:]) != (cfg.chunk_size, cfg.action_dim):
+            raise ValueError(f"actions shape {tuple(actions.shape)}, expected [B,{cfg.chunk_size},{cfg.action_dim}]")
+
+        timing = {"conditioning_s": 0.0, "denoise_s": 0.0}
+        start = time.perf_counter()
+        cond = self.prepare_conditioning(images, instructions, use_text_cache=not recompute_conditioning)
+        h, w = cfg.latent_size
+        given_video = None
+        if video_role == CLEAN:
+            given_video = self.encode_frames(torch.cat([images.unsqueeze(2), future_frames.to(device)], dim=2))
+        timing["conditioning_s"] += time.perf_counter() - start
+
+        # Initial noise is always drawn in the same order so seeds mean the same across modes.
+        future_noise = torch.randn((b, cfg.latent_channels, cfg.latent_frames - 1, h, w), generator=generator,
+                                   dtype=torch.float32).to(device)
+        action_noise = torch.randn((b, cfg.chunk_size, cfg.action_dim), generator=generator,
+                                   dtype=torch.float32).to(device)
+        video = given_video if video_role == CLEAN else torch.cat([cond.cond_latent, future_noise], dim=2)
+        act = actions.to(device) if action_role == CLEAN else action_noise
+
+        sampler = FlowMatchEulerSampler(steps, cfg.sampler_shift)
+        ones = torch.ones(b, device=device)
+        for i in range(steps):
+            if recompute_conditioning and i > 0:
+                t0 = time.perf_counter()
+                cond = self.prepare_conditioning(images, instructions, use_text_cache=False)
+                timing["conditioning_s"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            t_now = float(sampler.sigmas[i])
+            tv = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[video_role] * ones
+            ta = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[action_role] * ones
+            v_video, v_action = self.denoise(cond, video, tv, act, ta, state.to(device),
+                                             need_video=video_role == DENOISE)
+            if video_role == DENOISE:
+                future = sampler.step(v_video[:, :, 1:], i, video[:, :, 1:])
+                video = torch.cat([video[:, :, :1], future], dim=2)
+            if action_role == DENOISE:
+                act = sampler.step(v_action, i, act)
+            timing["denoise_s"] += time.perf_counter() - t0
+
+        frames = None
+        if video_role == DENOISE:
+            t0 = time.perf_counter()
+            frames = self.decode_latents(video)[:, :, 1:]                       # drop the condition frame
+            timing["decode_s"] = time.perf_counter() - t0
+        timing["total_s"] = time.perf_counter() - start
+        return GenerateOutput(
+            actions=None if action_role == NOISE else (actions if action_role == CLEAN else act),
+            video_latents=None if video_role == NOISE else (given_video if video_role == CLEAN else video),
+            frames=frames, mode=mode, timing=timing)
+
+
+def build_model(config: MotusConfig, device: str | torch.device = "cpu", build_encoders: bool = True,
+                seed: int | None = 0) -> Motus:
+    """Construct a Motus on a device ('meta' builds shapes only, for counting or key checks)."""
+    if str(device) == "meta":
+        with torch.device("meta"):
+            return Motus(config, build_encoders=build_encoders)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = Motus(config, build_encoders=build_encoders)
+    return model.to(device).eval()

@@ -50,6 +50,9 @@ class ArmState:
     efforts: np.ndarray | None = None
     enabled: bool = True
     faults: list[str] = field(default_factory=list)
+    # Time of the reading on the backend's own clock (s), when it has one: the simulation's time,
+    # so joint states share the cameras' time base. None: the driver stamps with its node clock.
+    stamp: float | None = None
 
 
 @dataclass

@@ -1,0 +1,207 @@
+"""Driver-side safety: command validation, joint/gripper limits, step limit, watchdog.
+
+Pure numpy, no ROS. The arm driver node owns one SafetyFilter and one Watchdog; every command
+passes `validate()` (names, sizes, finite values) and every tick passes `step()` (limits and
+the maximum step per tick) before anything reaches a backend. A rejected command is counted by
+reason, reported through the `on_reject` callback (the node logs it) and never forwarded.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from motus_ros.hardware.interface import JointLimits
+from motus_ros.layout import DOF, JOINT_NAMES
+
+# Rejection / intervention reasons (keys of SafetyFilter.counts).
+WRONG_SIZE = "wrong_size"
+WRONG_NAMES = "wrong_names"
+NON_FINITE = "non_finite"
+OUT_OF_LIMITS = "out_of_limits"      # rejected (limit_mode == "reject")
+LIMIT_CLIPPED = "limit_clipped"      # clipped into the limits (limit_mode == "clip")
+STEP_LIMITED = "step_limited"        # a tick's step was shortened to max_step
+LIMIT_MODES = ("clip", "reject")
+
+
+class CommandRejected(ValueError):
+    """A command that must not reach the arm; `reason` is one of the reason constants."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def max_step_from_limits(limits: JointLimits, rate_hz: float, scale: float = 1.0) -> np.ndarray:
+    """Largest allowed change per tick (unit per tick) from the limits' max velocity at rate_hz."""
+    if rate_hz <= 0:
+        raise ValueError(f"rate_hz: got {rate_hz}, expected > 0")
+    return limits.max_velocity * float(scale) / float(rate_hz)
+
+
+@dataclass
+class SafetyReport:
+    """What `step()` did to one tick's target."""
+
+    position: np.ndarray
+    clipped: bool = False
+    step_limited: bool = False
+
+
+class SafetyFilter:
+    """Validates commands and turns targets into safe per-tick positions.
+
+    `validate(names, positions)` returns the command in layout order or raises CommandRejected;
+    `step(target)` clamps the target into the limits (or rejects it, limit_mode="reject") and
+    moves at most `max_step` per joint from the last output; `hold()` returns the last output.
+    """
+
+    def __init__(self, limits: JointLimits, max_step: np.ndarray, limit_mode: str = "clip",
+                 joint_names: Sequence[str] = JOINT_NAMES,
+                 on_reject: Callable[[str, str], None] | None = None):
+        if limit_mode not in LIMIT_MODES:
+            raise ValueError(f"limit_mode: got {limit_mode!r}, expected one of {list(LIMIT_MODES)}")
+        max_step = np.asarray(max_step, dtype=np.float64)
+        if max_step.shape != (DOF,) or not np.all(np.isfinite(max_step)) or np.any(max_step <= 0):
+            raise ValueError(f"max_step: expected {DOF} finite values > 0, got {max_step!r}")
+        self.limits = limits
+        self.max_step = max_step
+        self.limit_mode = limit_mode
+        self.joint_names = tuple(joint_names)
+        self._index = {name: i for i, name in enumerate(self.joint_names)}
+        self._on_reject = on_reject
+        self.counts: Counter[str] = Counter()
+        self.accepted = 0
+        self._last: np.ndarray | None = None
+
+    # -- validation of incoming commands ---------------------------------------------------------
+    def _reject(self, reason: str, message: str) -> CommandRejected:
+        self.counts[reason] += 1
+        if self._on_reject is not None:
+            self._on_reject(reason, message)
+        return CommandRejected(reason, message)
+
+    def validate(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
+        """Command in layout order (DOF,); names may be empty (layout order) or any permutation."""
+        positions = np.asarray(positions, dtype=np.float64).reshape(-1)
+        names = list(names)
+        if positions.shape[0] != DOF:
+            raise self._reject(WRONG_SIZE, f"command positions: got {positions.shape[0]} values, "
+                                           f"expected {DOF}")
+        if names:
+            if len(names) != DOF:
+                raise self._reject(WRONG_SIZE, f"command names: got {len(names)} names, expected {DOF}")
+            unknown = [n for n in names if n not in self._index]
+            missing = [n for n in self.joint_names if n not in names]
+            if unknown or missing or len(set(names)) != DOF:
+                raise self._reject(WRONG_NAMES, f"command names: unknown {unknown}, missing {missing} "
+                                                f"(expected each of {list(self.joint_names)} once)")
+            ordered = np.empty(DOF)
+            ordered[[self._index[n] for n in names]] = positions
+            positions = ordered
+        if not np.all(np.isfinite(positions)):
+            bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(positions))]
+            raise self._reject(NON_FINITE, f"command positions: non-finite values for {bad}")
+        if self.limit_mode == "reject" and not self.limits.contains(positions):
+            raise self._reject(OUT_OF_LIMITS, "command positions: " + self._limit_text(positions))
+        self.accepted += 1
+        return positions
+
+    def _limit_text(self, positions: np.ndarray) -> str:
+        out = np.flatnonzero((positions < self.limits.lower) | (positions > self.limits.upper))
+        return ", ".join(f"{self.joint_names[i]}={positions[i]:.4f} outside "
+                         f"[{self.limits.lower[i]:.4f}, {self.limits.upper[i]:.4f}]" for i in out)
+
+    # -- per-tick shaping ---------------------------------------------------------------------
+    def reset(self, position: np.ndarray) -> None:
+        """Start (or restart) from a measured position: the next step moves from here."""
+        position = np.asarray(position, dtype=np.float64)
+        if position.shape != (DOF,) or not np.all(np.isfinite(position)):
+            raise ValueError(f"reset position: expected {DOF} finite values, got {position!r}")
+        self._last = position.copy()
+
+    @property
+    def last(self) -> np.ndarray | None:
+        """The last position handed to the backend (None before reset())."""
+        return None if self._last is None else self._last.copy()
+
+    def hold(self) -> np.ndarray:
+        """The last safe position (what the watchdog and emergency stop command)."""
+        if self._last is None:
+            raise RuntimeError("SafetyFilter.hold(): no position yet; call reset() with the arm state")
+        return self._last.copy()
+
+    def step(self, target: np.ndarray) -> SafetyReport:
+        """Clamp target into the limits, then move at most max_step from the last output."""
+        if self._last is None:
+            raise RuntimeError("SafetyFilter.step(): no position yet; call reset() with the arm state")
+        target = np.asarray(target, dtype=np.float64)
+        if target.shape != (DOF,) or not np.all(np.isfinite(target)):
+            # Targets come from validate() or an interpolator over validated commands; anything
+            # else is a programming error and must never move the arm.
+            self.counts[NON_FINITE if target.shape == (DOF,) else WRONG_SIZE] += 1
+            return SafetyReport(self._last.copy())
+        clipped_target = self.limits.clip(target)
+        clipped = bool(np.any(clipped_target != target))
+        if clipped:
+            self.counts[LIMIT_CLIPPED] += 1
+        delta = clipped_target - self._last
+        limited = np.clip(delta, -self.max_step, self.max_step)
+        step_limited = bool(np.any(limited != delta))
+        if step_limited:
+            self.counts[STEP_LIMITED] += 1
+        # The last output may lie outside the limits (arm started there): clip the result too,
+        # moving it toward the allowed range by at most max_step.
+        out = self._last + limited
+        self._last = out
+        return SafetyReport(out.copy(), clipped, step_limited)
+
+    def summary(self) -> dict[str, int]:
+        """Counters for diagnostics: accepted commands and each rejection/intervention reason."""
+        values = {"accepted": self.accepted}
+        for reason in (WRONG_SIZE, WRONG_NAMES, NON_FINITE, OUT_OF_LIMITS, LIMIT_CLIPPED, STEP_LIMITED):
+            values[reason] = int(self.counts.get(reason, 0))
+        return values
+
+
+class Watchdog:
+    """Trips when the newest command is older than `timeout` seconds (on the caller's clock)."""
+
+    def __init__(self, timeout: float):
+        if not timeout > 0:
+            raise ValueError(f"watchdog timeout: got {timeout}, expected > 0 s")
+        self.timeout = float(timeout)
+        self._last_feed: float | None = None
+        self.tripped = False
+        self.trips = 0
+
+    def feed(self, now: float) -> None:
+        """A valid command arrived at `now` (seconds)."""
+        self._last_feed = float(now)
+        self.tripped = False
+
+    def clear(self) -> None:
+        """Forget the last command (after enable/disable/emergency stop)."""
+        self._last_feed = None
+        self.tripped = False
+
+    @property
+    def active(self) -> bool:
+        """True once a command has been received since the last clear()."""
+        return self._last_feed is not None
+
+    def age(self, now: float) -> float | None:
+        return None if self._last_feed is None else float(now) - self._last_feed
+
+    def check(self, now: float) -> bool:
+        """True when commands are stale; counts a trip on the transition fresh -> stale."""
+        if self._last_feed is None:
+            return False
+        stale = float(now) - self._last_feed > self.timeout
+        if stale and not self.tripped:
+            self.trips += 1
+        self.tripped = stale
+        return stale
+

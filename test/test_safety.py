@@ -1,0 +1,131 @@
+"""SafetyFilter and Watchdog: limits, NaN/inf, wrong sizes/names, step limit, stale commands."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motus_ros.execution.safety import (LIMIT_CLIPPED, NON_FINITE, OUT_OF_LIMITS, STEP_LIMITED,
+                                        WRONG_NAMES, WRONG_SIZE, CommandRejected, SafetyFilter,
+                                        Watchdog, max_step_from_limits)
+from motus_ros.hardware.interface import JointLimits
+from motus_ros.layout import DOF, JOINT_NAMES
+
+LIMITS = JointLimits(lower=np.full(DOF, -1.0), upper=np.full(DOF, 1.0), max_velocity=np.full(DOF, 3.0))
+
+
+def make_filter(limit_mode="clip", max_step=0.1, log=None):
+    f = SafetyFilter(LIMITS, np.full(DOF, max_step), limit_mode,
+                     on_reject=(lambda r, m: log.append((r, m))) if log is not None else None)
+    f.reset(np.zeros(DOF))
+    return f
+
+
+def test_valid_command_in_any_name_order_is_returned_in_layout_order():
+    f = make_filter()
+    values = np.linspace(-0.5, 0.5, DOF)
+    names = list(reversed(JOINT_NAMES))
+    out = f.validate(names, values[::-1])
+    np.testing.assert_allclose(out, values)
+    np.testing.assert_allclose(f.validate([], values), values)   # empty names: layout order
+    assert f.accepted == 2 and sum(f.counts.values()) == 0
+
+
+def test_joint_limits_clip_and_gripper_limits_clip():
+    f = make_filter(max_step=10.0)
+    target = np.zeros(DOF)
+    target[0], target[6], target[13] = 2.0, -5.0, 1.5    # left_joint1, left_gripper, right_gripper
+    out = f.step(f.validate([], target)).position
+    assert out[0] == 1.0 and out[6] == -1.0 and out[13] == 1.0
+    assert LIMITS.contains(out)
+    assert f.counts[LIMIT_CLIPPED] == 1
+
+
+def test_limit_mode_reject_refuses_out_of_range_command_and_names_the_joint():
+    log = []
+    f = make_filter("reject", log=log)
+    target = np.zeros(DOF)
+    target[13] = 1.2
+    with pytest.raises(CommandRejected, match="right_gripper=1.2000 outside") as err:
+        f.validate(JOINT_NAMES, target)
+    assert err.value.reason == OUT_OF_LIMITS
+    assert f.counts[OUT_OF_LIMITS] == 1 and log[0][0] == OUT_OF_LIMITS
+    np.testing.assert_array_equal(f.hold(), np.zeros(DOF))     # nothing forwarded
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_rejected_counted_and_logged(bad):
+    log = []
+    f = make_filter(log=log)
+    target = np.zeros(DOF)
+    target[3] = bad
+    with pytest.raises(CommandRejected, match="left_joint4"):
+        f.validate(JOINT_NAMES, target)
+    assert f.counts[NON_FINITE] == 1 and f.accepted == 0
+    assert log == [(NON_FINITE, log[0][1])] and "non-finite" in log[0][1]
+
+
+@pytest.mark.parametrize("names,n_values,reason", [
+    ([], DOF - 1, WRONG_SIZE),                                       # too few values
+    ([], DOF + 1, WRONG_SIZE),                                       # too many values
+    (list(JOINT_NAMES[:-1]), DOF, WRONG_SIZE),                        # names and values disagree
+    ([*JOINT_NAMES[:-1], "left_joint1"], DOF, WRONG_NAMES),           # duplicate, one missing
+    ([*JOINT_NAMES[:-1], "elbow"], DOF, WRONG_NAMES),                 # unknown name
+])
+def test_wrong_sizes_and_names_are_rejected_by_reason(names, n_values, reason):
+    f = make_filter()
+    with pytest.raises(CommandRejected) as err:
+        f.validate(names, np.zeros(n_values))
+    assert err.value.reason == reason
+    assert f.counts[reason] == 1
+    assert f.summary()[reason] == 1 and f.summary()["accepted"] == 0
+
+
+def test_step_limit_moves_at_most_max_step_per_tick_and_reaches_target():
+    f = make_filter(max_step=0.1)
+    target = np.full(DOF, 0.35)
+    outputs = [f.step(target).position for _ in range(5)]
+    np.testing.assert_allclose([o[0] for o in outputs], [0.1, 0.2, 0.3, 0.35, 0.35])
+    steps = np.abs(np.diff(np.vstack([np.zeros(DOF), *outputs]), axis=0))
+    assert steps.max() <= 0.1 + 1e-12
+    assert f.counts[STEP_LIMITED] == 3
+
+
+def test_step_from_outside_limits_moves_back_inside_gradually():
+    f = SafetyFilter(LIMITS, np.full(DOF, 0.1))
+    start = np.zeros(DOF)
+    start[0] = 1.3                       # arm reported slightly beyond the limit
+    f.reset(start)
+    first = f.step(start).position
+    assert first[0] == pytest.approx(1.2)  # toward the limit by one step, never a jump
+    for _ in range(5):
+        last = f.step(start).position
+    assert last[0] == pytest.approx(1.0)
+
+
+def test_max_step_from_limits_divides_velocity_by_rate():
+    np.testing.assert_allclose(max_step_from_limits(LIMITS, 100.0, 0.5), np.full(DOF, 0.015))
+    with pytest.raises(ValueError, match="rate_hz"):
+        max_step_from_limits(LIMITS, 0.0)
+
+
+def test_watchdog_trips_once_when_commands_go_stale_and_recovers_on_feed():
+    w = Watchdog(0.5)
+    assert not w.check(100.0)          # nothing received yet: nothing to hold
+    w.feed(1.0)
+    assert not w.check(1.4)
+    assert w.check(1.6) and w.check(2.0)
+    assert w.trips == 1 and w.tripped
+    w.feed(2.1)
+    assert not w.check(2.2) and not w.tripped
+    assert w.check(3.0) and w.trips == 2
+
+
+def test_watchdog_rejects_non_positive_timeout():
+    with pytest.raises(ValueError, match="watchdog timeout"):
+        Watchdog(0.0)
+
+
+def test_hold_before_reset_is_an_error():
+    f = SafetyFilter(LIMITS, np.full(DOF, 0.1))
+    with pytest.raises(RuntimeError, match="reset"):
+        f.hold()

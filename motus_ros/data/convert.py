@@ -1,0 +1,510 @@
+"""Recorded episode bags -> training episodes for Motus (and, via lerobot.py, LeRobot v3).
+
+Output layout of `convert(..., out)` (format "motus"):
+
+    out/dataset.json                 episodes, splits, rates, joint names, tile size, failures
+    out/stats.json                   per robot: min/max/mean/std per dimension of action and
+                                     state (train episodes; all when no train episode)
+    out/stats/<robot>.json           the same for one robot, in the format of
+                                     motus_ros.policy.transforms.load_stats
+    out/episodes/<bag name>/episode.json   source bag, robot, task, split, counts, sync errors
+    out/episodes/<bag name>/data.npz       arrays:
+        timestamps     (N,)  float64  seconds from episode start, control rate (30 Hz)
+        state          (N,14) float32 follower joint positions (/puppet/joint_states), resampled
+        action         (N,14) float32 leader joint positions (/master/joint_states; else the
+                                      joint commands), resampled: the target at each step
+        frame_times    (F,)  float64  seconds from episode start, video rate (5 Hz)
+        frame_steps    (F,)  int64    control step index of each frame (timestamps[s] == frame_times)
+        frames         (F,384,320,3) uint8 RGB, the three cameras tiled (the policy's
+                                      transforms.tile_cameras; tiling.py when absent)
+
+Columns follow layout.JOINT_NAMES ([left 6 joints, left gripper, right 6, right gripper]).
+Joint values are linearly interpolated at each control step; camera frames are the nearest
+recorded image (the largest gap is stored per camera in episode.json). Times are header stamps
+when they are trustworthy on every topic, else the bag's receive times (choose_time_source; the
+choice and its reason are stored in episode.json).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import struct
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from motus_ros import layout
+from motus_ros.data import episode as ep
+from motus_ros.data import image_codec
+from motus_ros.data import types as bag_types
+from motus_ros.data.bag_repair import BagError, needs_repair
+from motus_ros.data.tiling import TILE_HEIGHT, TILE_WIDTH, resolve_tiler
+
+FORMAT_VERSION = 1
+HEADER_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage",
+                "sensor_msgs/msg/JointState"}
+
+
+class ConvertError(Exception):
+    """A bag that cannot become an episode; the message says why."""
+
+
+@dataclass
+class ConvertConfig:
+    control_rate_hz: float = layout.CONTROL_RATE_HZ
+    video_rate_hz: float = layout.VIDEO_RATE_HZ
+    state_topic: str = layout.TOPICS["joint_states"]
+    action_topics: tuple[str, ...] = (layout.TOPICS["leader_joint_states"],
+                                      layout.TOPICS["joint_command"])
+    camera_topics: dict[str, str] = field(default_factory=lambda: {
+        c: layout.camera_image_topic(c) for c in layout.CAMERAS})
+    instruction_topic: str = layout.TOPICS["instruction"]
+    tile_height: int = TILE_HEIGHT
+    tile_width: int = TILE_WIDTH
+    val_fraction: float = 0.1
+    seed: int = 0
+    time_source: str = "auto"  # auto | header | log
+    compress: bool = True
+    min_steps: int = 2
+
+
+@dataclass
+class JointSeries:
+    topic: str
+    times: np.ndarray      # (M,) float64 seconds, increasing
+    positions: np.ndarray  # (M, 14) float64, layout order
+
+
+@dataclass
+class CameraIndex:
+    topic: str              # topic in the bag (may be <topic>/compressed)
+    msgtype: str
+    times: np.ndarray       # (K,) float64 seconds (bag order)
+
+
+@dataclass
+class BagContents:
+    """Everything but the pixels of one bag (frames are read on demand)."""
+
+    path: Path
+    state: JointSeries
+    action: JointSeries
+    cameras: dict[str, CameraIndex]
+    task: str
+    robot: str
+    sidecar: dict
+    time_source: str          # header | log
+    time_source_reason: str
+
+
+def expand_bag_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Bag folders as given; a folder of bag folders (e.g. data/episodes) is expanded."""
+    result = []
+    for path in map(Path, paths):
+        is_bag = (path / "metadata.yaml").exists() or any(path.glob("*.mcap"))
+        subs = sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() and not is_bag else []
+        bags = [p for p in subs if (p / "metadata.yaml").exists() or any(p.glob("*.mcap"))]
+        result.extend(bags if bags else [path])
+    return result
+
+
+def _header_time(data: bytes) -> float | None:
+    """Stamp (s) of a CDR message whose first field is std_msgs/Header; None if zero."""
+    little = data[1] == 1  # CDR encapsulation: 0x0001 = little endian
+    sec, nsec = struct.unpack_from("<iI" if little else ">iI", data, 4)
+    return None if sec == 0 and nsec == 0 else sec + nsec * 1e-9
+
+
+HEADER_OFFSET_TOLERANCE_S = 0.5  # header-minus-receive offsets of all topics must agree this well
+STALE_STAMP_FRACTION = 0.01      # more repeated header stamps than this: stamps are not trusted
+
+
+def choose_time_source(streams: dict[str, tuple[list, list]], mode: str) -> tuple[str, str]:
+    """('header' | 'log', reason) for all topics of a bag; streams: topic -> (header s, log s).
+
+    Header stamps are the better clock (camera exposure, joint read time) but only when every
+    topic has them on the same clock: in auto mode they are used when all are set, none repeats
+    (a node republishing a stale stamp) and header-minus-receive offsets agree across topics (a
+    node stamping wall time while the bag runs on simulated time fails this). Else receive times.
+    """
+    if mode == "log":
+        return "log", "requested"
+    problems = []
+    offsets = {}
+    for topic, (hdr, logs) in streams.items():
+        if any(h is None for h in hdr):
+            problems.append(f"{topic} has zero stamps")
+            continue
+        h = np.asarray(hdr)
+        if len(h) > 1 and np.mean(np.diff(np.sort(h)) <= 0) > STALE_STAMP_FRACTION:
+            problems.append(f"{topic} repeats stamps")
+        offsets[topic] = float(np.median(h - np.asarray(logs)))
+    if offsets and max(offsets.values()) - min(offsets.values()) > HEADER_OFFSET_TOLERANCE_S:
+        problems.append("header clocks disagree (offsets to receive time: "
+                        + ", ".join(f"{t} {o:+.3g} s" for t, o in offsets.items()) + ")")
+    if not problems:
+        return "header", "header stamps consistent"
+    if mode == "header":
+        raise ConvertError(f"time_source 'header' but {'; '.join(problems)}")
+    return "log", "; ".join(problems)
+
+
+def _joint_matrix(msgs: list, topic: str) -> np.ndarray:
+    """JointState messages -> (M, 14) positions in layout order (by name when names are given)."""
+    rows = np.empty((len(msgs), layout.DOF), dtype=np.float64)
+    order_cache: dict[tuple, np.ndarray] = {}
+    for i, msg in enumerate(msgs):
+        names = tuple(msg.name)
+        pos = np.asarray(msg.position, dtype=np.float64)
+        if names not in order_cache:
+            if names and set(layout.JOINT_NAMES) <= set(names):
+                order_cache[names] = np.array([names.index(n) for n in layout.JOINT_NAMES])
+            elif not names and pos.size == layout.DOF:
+                order_cache[names] = np.arange(layout.DOF)
+            else:
+                missing = [n for n in layout.JOINT_NAMES if n not in names]
+                raise ConvertError(f"{topic}: joint names {list(names)} lack {missing} "
+                                   f"(expected the 14 names of layout.JOINT_NAMES)")
+        order = order_cache[names]
+        if pos.size <= order.max():
+            raise ConvertError(f"{topic}: message {i} has {pos.size} positions for "
+                               f"{len(names)} names")
+        rows[i] = pos[order]
+    if not np.all(np.isfinite(rows)):
+        raise ConvertError(f"{topic}: NaN or inf joint positions")
+    return rows
+
+
+def _sorted_series(topic: str, times: np.ndarray, values: np.ndarray) -> JointSeries:
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    keep = np.concatenate([[True], np.diff(times) > 0])  # np.interp needs increasing x
+    return JointSeries(topic, times[keep], values[keep])
+
+
+def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
+    """Joint states, camera stamps, task and robot of one bag; raises ConvertError/BagError."""
+    from rosbags.rosbag2 import Reader
+    path = Path(path)
+    if not path.exists():
+        raise ConvertError("no such bag folder")
+    if path.is_dir() and not (path / "metadata.yaml").exists() and not any(path.glob("*.mcap")):
+        raise ConvertError("not a bag folder (no metadata.yaml, no .mcap file)")
+    if needs_repair(path):
+        raise ConvertError("bag was not closed (recorder crashed?): no metadata.yaml or no MCAP "
+                           f"footer; run `motus-ros bag repair {path}` first")
+    store = bag_types.typestore()
+    with Reader(path) as reader:
+        conns = {c.topic: c for c in reader.connections}
+        if reader.message_count == 0:
+            raise ConvertError("empty bag: 0 messages")
+        if cfg.state_topic not in conns or conns[cfg.state_topic].msgcount == 0:
+            raise ConvertError(f"no follower joint states on {cfg.state_topic} (topics: "
+                               f"{sorted(conns)})")
+        action_topic = next((t for t in cfg.action_topics if t in conns and conns[t].msgcount), None)
+        if action_topic is None:
+            raise ConvertError(f"no actions: none of {list(cfg.action_topics)} has messages "
+                               f"(topics: {sorted(conns)})")
+        cam_conns = {}
+        for cam, topic in cfg.camera_topics.items():
+            for candidate in (topic, image_codec.compressed_topic(topic)):
+                if candidate in conns and conns[candidate].msgcount:
+                    cam_conns[cam] = conns[candidate]
+                    break
+            else:
+                raise ConvertError(f"no images for camera {cam} on {topic} (topics: {sorted(conns)})")
+        joints: dict[str, tuple[list, list, list]] = {t: ([], [], []) for t in (cfg.state_topic, action_topic)}
+        cams: dict[str, tuple[list, list]] = {c: ([], []) for c in cam_conns}
+        by_cam_topic = {c.topic: cam for cam, c in cam_conns.items()}
+        instructions: list[str] = []
+        wanted = [conns[cfg.state_topic], conns[action_topic], *cam_conns.values()]
+        if cfg.instruction_topic in conns:
+            wanted.append(conns[cfg.instruction_topic])
+        for conn, log_ns, raw in reader.messages(connections=wanted):
+            if conn.topic in joints:
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                hdr, logs, msgs = joints[conn.topic]
+                hdr.append(_header_time(raw))
+                logs.append(log_ns * 1e-9)
+                msgs.append(msg)
+            elif conn.topic in by_cam_topic:
+                hdr, logs = cams[by_cam_topic[conn.topic]]
+                hdr.append(_header_time(raw))
+                logs.append(log_ns * 1e-9)
+            elif conn.topic == cfg.instruction_topic:
+                instructions.append(store.deserialize_cdr(raw, conn.msgtype).data)
+    streams = {t: (hdr, logs) for t, (hdr, logs, _) in joints.items()}
+    streams.update({cam_conns[c].topic: v for c, v in cams.items()})
+    source, reason = choose_time_source(streams, cfg.time_source)
+    pick = 0 if source == "header" else 1
+    series = {topic: _sorted_series(topic, np.asarray(v[pick], dtype=np.float64),
+                                    _joint_matrix(v[2], topic)) for topic, v in joints.items()}
+    cameras = {cam: CameraIndex(cam_conns[cam].topic, cam_conns[cam].msgtype,
+                                np.asarray(v[pick], dtype=np.float64)) for cam, v in cams.items()}
+    sidecar = ep.read_sidecar(path)
+    task = sidecar.get("task") or (instructions[-1] if instructions else "")
+    return BagContents(path, series[cfg.state_topic], series[action_topic], cameras, task,
+                       sidecar.get("robot_profile") or "unknown", sidecar, source, reason)
+
+
+def _nearest(times: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Index of the nearest element of `times` (any order) for each query time."""
+    order = np.argsort(times, kind="stable")
+    sorted_t = times[order]
+    idx = np.clip(np.searchsorted(sorted_t, query), 1, len(sorted_t) - 1) if len(sorted_t) > 1 \
+        else np.zeros(len(query), dtype=int)
+    if len(sorted_t) > 1:
+        left_closer = (query - sorted_t[idx - 1]) <= (sorted_t[idx] - query)
+        idx = np.where(left_closer, idx - 1, idx)
+    return order[idx]
+
+
+@dataclass
+class Timeline:
+    t0: float                 # absolute seconds of step 0
+    steps: np.ndarray         # (N,) seconds from t0
+    frame_steps: np.ndarray   # (F,) indices into steps
+
+    @property
+    def frame_times(self) -> np.ndarray:
+        return self.steps[self.frame_steps]
+
+
+def make_timeline(contents: BagContents, cfg: ConvertConfig) -> Timeline:
+    """Control-rate grid over the span every stream covers; frames every rate/video_rate steps."""
+    streams = [contents.state.times, contents.action.times, *(c.times for c in contents.cameras.values())]
+    t0 = max(float(s.min()) for s in streams)
+    t1 = min(float(s.max()) for s in streams)
+    n = int(np.floor((t1 - t0) * cfg.control_rate_hz + 1e-9)) + 1 if t1 >= t0 else 0
+    if n < cfg.min_steps:
+        raise ConvertError(f"too short: the streams overlap for {max(0.0, t1 - t0):.3f} s, "
+                           f"{n} control steps (need {cfg.min_steps})")
+    ratio = cfg.control_rate_hz / cfg.video_rate_hz
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise ConvertError(f"control rate {cfg.control_rate_hz} Hz is not a multiple of the "
+                           f"video rate {cfg.video_rate_hz} Hz")
+    steps = np.arange(n, dtype=np.float64) / cfg.control_rate_hz
+    return Timeline(t0, steps, np.arange(0, n, int(round(ratio)), dtype=np.int64))
+
+
+def resample(series: JointSeries, t0: float, steps: np.ndarray) -> np.ndarray:
+    """Linear interpolation of every joint at t0 + steps -> (N, 14) float32."""
+    query = t0 + steps
+    return np.stack([np.interp(query, series.times, series.positions[:, j])
+                     for j in range(series.positions.shape[1])], axis=1).astype(np.float32)
+
+
+def stream_frames(contents: BagContents, times_abs: np.ndarray,
+                  sink: Callable[[str, int, np.ndarray], None]) -> dict[str, float]:
+    """Call sink(cam, i, rgb) with the image nearest times_abs[i], for every camera and i, in
+    increasing i per camera, reading the bag once; returns the largest time gap (s) per camera."""
+    from rosbags.rosbag2 import Reader
+    store = bag_types.typestore()
+    picks, errors = {}, {}
+    for cam, index in contents.cameras.items():
+        chosen = _nearest(index.times, times_abs)
+        targets: dict[int, list[int]] = {}
+        for out_i, msg_i in enumerate(chosen):
+            targets.setdefault(int(msg_i), []).append(out_i)
+        picks[index.topic] = (cam, targets)
+        errors[cam] = float(np.max(np.abs(index.times[chosen] - times_abs))) if len(chosen) else 0.0
+    counters = {topic: 0 for topic in picks}
+    next_out = {cam: 0 for cam, _ in picks.values()}
+    pending: dict[str, dict[int, np.ndarray]] = {cam: {} for cam, _ in picks.values()}
+    with Reader(contents.path) as reader:
+        conns = [c for c in reader.connections if c.topic in picks]
+        for conn, _, raw in reader.messages(connections=conns):
+            i = counters[conn.topic]
+            counters[conn.topic] += 1
+            cam, targets = picks[conn.topic]
+            if i not in targets:
+                continue
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            img = (image_codec.decode_compressed(msg) if conn.msgtype == bag_types.COMPRESSED_IMAGE_TYPE
+                   else image_codec.image_to_rgb(msg))
+            for out_i in targets[i]:
+                pending[cam][out_i] = img
+            while next_out[cam] in pending[cam]:  # deliver in order even if stamps are not
+                sink(cam, next_out[cam], pending[cam].pop(next_out[cam]))
+                next_out[cam] += 1
+    for cam, n in next_out.items():
+        if n != len(times_abs):
+            raise ConvertError(f"camera {cam}: only {n} of {len(times_abs)} frames could be read")
+    return errors
+
+
+def read_frames(contents: BagContents, times_abs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """cam -> (F,H,W,3) uint8 RGB of the image nearest each absolute time; largest gap per cam."""
+    frames: dict[str, list] = {cam: [] for cam in contents.cameras}
+    errors = stream_frames(contents, times_abs, lambda cam, i, img: frames[cam].append(img))
+    result = {}
+    for cam, imgs in frames.items():
+        shapes = {img.shape for img in imgs}
+        if len(shapes) > 1:
+            raise ConvertError(f"camera {cam}: image size changes during the episode {sorted(shapes)}")
+        result[cam] = np.stack(imgs)
+    return result, errors
+
+
+@dataclass
+class ConvertedEpisode:
+    name: str
+    source: str
+    robot: str
+    task: str
+    timestamps: np.ndarray
+    state: np.ndarray
+    action: np.ndarray
+    frame_steps: np.ndarray
+    frame_times: np.ndarray
+    sync_error_s: dict[str, float]
+    time_source: str
+    time_source_reason: str = ""
+    split: str = "train"
+
+
+def convert_bag(path: Path, cfg: ConvertConfig, tiler: Callable | None = None
+                ) -> tuple[ConvertedEpisode, np.ndarray]:
+    """One bag -> (episode arrays, tiled frames (F,H,W,3) uint8)."""
+    contents = read_bag(path, cfg)
+    timeline = make_timeline(contents, cfg)
+    state = resample(contents.state, timeline.t0, timeline.steps)
+    action = resample(contents.action, timeline.t0, timeline.steps)
+    views, errors = read_frames(contents, timeline.t0 + timeline.frame_times)
+    tiler = tiler or resolve_tiler()
+    cams = list(layout.CAMERAS)
+    frames = np.stack([tiler(*(views[c][i] for c in cams), height=cfg.tile_height,
+                             width=cfg.tile_width) for i in range(len(timeline.frame_steps))])
+    episode = ConvertedEpisode(
+        name=Path(path).name, source=str(path), robot=contents.robot, task=contents.task,
+        timestamps=timeline.steps, state=state, action=action, frame_steps=timeline.frame_steps,
+        frame_times=timeline.frame_times, sync_error_s=errors,
+        time_source=contents.time_source, time_source_reason=contents.time_source_reason)
+    return episode, frames
+
+
+def assign_splits(names: list[str], val_fraction: float, seed: int) -> dict[str, str]:
+    """Deterministic train/val split by episode name; at least one train episode."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction: got {val_fraction}, expected 0 <= value < 1")
+    shuffled = sorted(names)
+    random.Random(seed).shuffle(shuffled)
+    n_val = int(round(len(names) * val_fraction))
+    n_val = min(n_val, max(0, len(names) - 1))
+    return {name: ("val" if i < n_val else "train") for i, name in enumerate(shuffled)}
+
+
+def compute_stats(episodes: list[ConvertedEpisode]) -> dict:
+    """Per robot, per key (action, state): min/max/mean/std per dimension over train episodes."""
+    stats = {}
+    for robot in sorted({e.robot for e in episodes}):
+        mine = [e for e in episodes if e.robot == robot]
+        used = [e for e in mine if e.split == "train"] or mine
+        entry = {"episodes": len(used), "steps": int(sum(len(e.timestamps) for e in used)),
+                 "names": list(layout.JOINT_NAMES)}
+        for key in ("action", "state"):
+            data = np.concatenate([getattr(e, key) for e in used]).astype(np.float64)
+            entry[key] = {"min": data.min(0).tolist(), "max": data.max(0).tolist(),
+                          "mean": data.mean(0).tolist(), "std": data.std(0).tolist()}
+        stats[robot] = entry
+    return stats
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def write_episode(root: Path, episode: ConvertedEpisode, frames: np.ndarray, compress: bool) -> Path:
+    """Write episode folder atomically (temp folder + rename)."""
+    final = root / "episodes" / episode.name
+    tmp = root / "episodes" / f".{episode.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save = np.savez_compressed if compress else np.savez
+    save(tmp / "data.npz", timestamps=episode.timestamps, state=episode.state,
+         action=episode.action, frame_times=episode.frame_times, frame_steps=episode.frame_steps,
+         frames=frames)
+    meta = {k: v for k, v in asdict(episode).items()
+            if not isinstance(v, np.ndarray)}
+    meta.update({"format_version": FORMAT_VERSION, "steps": int(len(episode.timestamps)),
+                 "frames": int(len(episode.frame_steps)), "frame_shape": list(frames.shape[1:]),
+                 "joint_names": list(layout.JOINT_NAMES)})
+    ep.write_json_atomic(tmp / "episode.json", meta)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+@dataclass
+class ConvertReport:
+    episodes: list[ConvertedEpisode]
+    failures: list[tuple[str, str]]  # (bag, problem)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.episodes)
+
+
+def _log(text: str) -> None:
+    from tqdm import tqdm
+    tqdm.write(text, file=sys.stderr)  # keeps the progress bar intact
+
+
+def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progress: bool = True,
+            log: Callable[[str], None] = _log) -> ConvertReport:
+    """Convert every bag; a bad bag is reported (name + problem) and skipped, never fatal."""
+    from tqdm import tqdm
+    cfg = cfg or ConvertConfig()
+    out = Path(out)
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    tiler = resolve_tiler()
+    episodes, failures, taken = [], [], set()
+    for bag in tqdm(bags, desc="convert", unit="bag", disable=not progress, file=sys.stderr):
+        try:
+            episode, frames = convert_bag(bag, cfg, tiler)
+        except (ConvertError, BagError) as exc:
+            failures.append((str(bag), str(exc)))
+            log(f"skipped {bag}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a malformed bag must not stop the batch
+            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
+            log(f"skipped {bag}: unreadable bag ({type(exc).__name__}: {exc})")
+            continue
+        episode.name = _unique_name(episode.name, taken)
+        write_episode(out, episode, frames, cfg.compress)
+        episodes.append(episode)
+    splits = assign_splits([e.name for e in episodes], cfg.val_fraction, cfg.seed)
+    for e in episodes:
+        e.split = splits[e.name]
+        meta_path = out / "episodes" / e.name / "episode.json"
+        meta = json.loads(meta_path.read_text())
+        meta["split"] = e.split
+        ep.write_json_atomic(meta_path, meta)
+    stats = compute_stats(episodes) if episodes else {}
+    ep.write_json_atomic(out / "stats.json", stats)
+    for robot, entry in stats.items():
+        (out / "stats").mkdir(exist_ok=True)
+        ep.write_json_atomic(out / "stats" / f"{robot}.json", {
+            "action": entry["action"], "state": entry["state"], "names": entry["names"],
+            "source": f"motus-ros convert: {entry['episodes']} episode(s), {entry['steps']} steps"})
+    ep.write_json_atomic(out / "dataset.json", {
+        "format": "motus_ros episodes", "format_version": FORMAT_VERSION,
+        "control_rate_hz": cfg.control_rate_hz, "video_rate_hz": cfg.video_rate_hz,
+        "joint_names": list(layout.JOINT_NAMES), "cameras": list(layout.CAMERAS),
+        "tile": {"height": cfg.tile_height, "width": cfg.tile_width},
+        "episodes": [{"name": e.name, "split": e.split, "robot": e.robot, "task": e.task,
+                      "steps": int(len(e.timestamps)), "source": e.source} for e in episodes],
+        "splits": {s: [e.name for e in episodes if e.split == s] for s in ("train", "val")},
+        "failures": [{"bag": b, "problem": p} for b, p in failures],
+    })
+    return ConvertReport(episodes, failures)

@@ -1,0 +1,290 @@
+"""Export recorded episode bags as a LeRobot dataset v3.0 (codebase_version "v3.0").
+
+Layout written (templates as in LeRobot v3):
+
+    meta/info.json                                  features, fps, totals, path templates, splits
+    meta/stats.json                                 min/max/mean/std/count per feature
+    meta/tasks.parquet                              task_index, indexed by task text
+    meta/episodes/chunk-000/file-000.parquet        one row per episode: length, tasks, index
+                                                    ranges, video file/timestamps, episode stats
+    data/chunk-000/file-000.parquet                 one row per control step (30 Hz): action,
+                                                    observation.state, timestamp, frame_index,
+                                                    episode_index, index, task_index
+    videos/observation.images.cam_<camera>/chunk-XXX/file-YYY.mp4   one file per episode (MPEG-4
+                                                    part 2, 30 fps, nearest recorded image per step)
+
+Parquet needs pyarrow; without it the export refuses before writing anything (LeRobotUnavailable).
+Train episodes come first, so `splits` are contiguous episode ranges ("0:k", "k:n").
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from motus_ros import layout
+from motus_ros.data import episode as ep
+from motus_ros.data.bag_repair import BagError
+from motus_ros.data.convert import (ConvertConfig, ConvertError, ConvertReport, ConvertedEpisode,
+                                    _log, assign_splits, make_timeline, read_bag, resample,
+                                    stream_frames)
+
+CODEBASE_VERSION = "v3.0"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+TASKS_PATH = "meta/tasks.parquet"
+CHUNKS_SIZE = 1000        # files per chunk folder (LeRobot default)
+VIDEO_CODEC = ("mp4v", "mpeg4")  # OpenCV fourcc, ffmpeg codec name
+IMAGE_STATS_EVERY = 10    # frames sampled for image statistics
+PYARROW_HINT = "pyarrow==26.0.1"
+
+
+class LeRobotUnavailable(RuntimeError):
+    """The export cannot run at all (missing dependency, output already a dataset)."""
+
+
+def video_key(camera: str) -> str:
+    return f"observation.images.cam_{camera}"
+
+
+def write_parquet(path: Path, columns: dict, index_column: str | None = None) -> None:
+    """Columns (1-D arrays/lists; 2-D arrays become fixed-size lists) -> a Parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    arrays = {}
+    for name, value in columns.items():
+        if isinstance(value, np.ndarray) and value.ndim == 2:
+            arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(value.reshape(-1)), value.shape[1])
+        else:
+            arrays[name] = pa.array(value.tolist() if isinstance(value, np.ndarray) else value)
+    table = pa.table(arrays)
+    if index_column is not None:  # pandas reads this column back as the index (tasks.parquet)
+        others = [n for n in columns if n != index_column]
+        pandas_meta = {"index_columns": [index_column], "column_indexes": [], "columns": [
+            {"name": n, "field_name": n, "pandas_type": "int64" if n != index_column else "unicode",
+             "numpy_type": "int64" if n != index_column else "object", "metadata": None}
+            for n in [*others, index_column]], "creator": {"library": "motus_ros"},
+            "pandas_version": "2.2.0"}
+        table = table.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _require_pyarrow() -> Callable:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise LeRobotUnavailable(
+            "--format lerobot writes Parquet tables (LeRobot dataset v3) and needs pyarrow, which "
+            f"is not installed; install {PYARROW_HINT} (nothing was written)") from None
+    return write_parquet
+
+
+def _vector_stats(data: np.ndarray) -> dict:
+    data = np.asarray(data, dtype=np.float64)
+    return {"min": data.min(0).tolist(), "max": data.max(0).tolist(), "mean": data.mean(0).tolist(),
+            "std": data.std(0).tolist(), "count": [int(len(data))]}
+
+
+class _ImageStats:
+    """Per-channel statistics of images scaled to [0, 1], LeRobot's (3, 1, 1) shape."""
+
+    def __init__(self):
+        self.n, self.sum, self.sq = 0, np.zeros(3), np.zeros(3)
+        self.min, self.max = np.full(3, np.inf), np.full(3, -np.inf)
+        self.frames = 0
+
+    def add(self, img: np.ndarray) -> None:
+        x = img.reshape(-1, 3).astype(np.float64) / 255.0
+        self.n += len(x)
+        self.sum += x.sum(0)
+        self.sq += (x * x).sum(0)
+        self.min = np.minimum(self.min, x.min(0))
+        self.max = np.maximum(self.max, x.max(0))
+        self.frames += 1
+
+    def result(self) -> dict:
+        mean = self.sum / max(self.n, 1)
+        std = np.sqrt(np.maximum(self.sq / max(self.n, 1) - mean ** 2, 0.0))
+        shape = lambda v: [[[float(c)]] for c in v]  # noqa: E731
+        return {"min": shape(self.min), "max": shape(self.max), "mean": shape(mean),
+                "std": shape(std), "count": [self.frames]}
+
+
+def _write_episode_videos(contents, times_abs: np.ndarray, out: Path, ep_index: int, fps: float,
+                          image_stats: dict[str, _ImageStats]) -> dict[str, tuple[int, int]]:
+    """One mp4 per camera for this episode (temp names, renamed when all succeeded)."""
+    import cv2
+    writers: dict[str, cv2.VideoWriter] = {}
+    sizes: dict[str, tuple[int, int]] = {}
+    chunk, file = divmod(ep_index, CHUNKS_SIZE)
+    finals = {cam: out / VIDEO_PATH.format(video_key=video_key(cam), chunk_index=chunk, file_index=file)
+              for cam in contents.cameras}
+    temps = {cam: p.with_name(f".{p.stem}.tmp.mp4") for cam, p in finals.items()}
+
+    def sink(cam: str, i: int, rgb: np.ndarray) -> None:
+        if cam not in writers:
+            temps[cam].parent.mkdir(parents=True, exist_ok=True)
+            h, w = rgb.shape[:2]
+            writers[cam] = cv2.VideoWriter(str(temps[cam]), cv2.VideoWriter_fourcc(*VIDEO_CODEC[0]),
+                                           fps, (w, h))
+            if not writers[cam].isOpened():
+                raise ConvertError(f"OpenCV cannot write {VIDEO_CODEC[0]} video to {temps[cam]}")
+            sizes[cam] = (h, w)
+        if rgb.shape[:2] != sizes[cam]:
+            raise ConvertError(f"camera {cam}: image size changes during the episode")
+        writers[cam].write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if i % IMAGE_STATS_EVERY == 0:
+            image_stats.setdefault(cam, _ImageStats()).add(rgb)
+
+    try:
+        stream_frames(contents, times_abs, sink)
+    finally:
+        for writer in writers.values():
+            writer.release()
+    for cam in finals:
+        os.replace(temps[cam], finals[cam])
+    return sizes
+
+
+def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None,
+                   progress: bool = True, robot_type: str | None = None,
+                   table_writer: Callable | None = None,
+                   log: Callable[[str], None] = _log) -> ConvertReport:
+    """Bags -> LeRobot v3 dataset in `out`; bad bags are reported and skipped."""
+    from tqdm import tqdm
+    cfg = cfg or ConvertConfig()
+    table_writer = table_writer or _require_pyarrow()
+    out = Path(out)
+    if (out / "meta" / "info.json").exists():
+        raise LeRobotUnavailable(f"{out} already holds a LeRobot dataset; choose an empty --out")
+    fps = cfg.control_rate_hz
+    failures: list[tuple[str, str]] = []
+
+    # Phase 1: read joints and timelines (cheap), so splits can be ordered train-first.
+    loaded = []
+    for bag in tqdm(bags, desc="read", unit="bag", disable=not progress, file=sys.stderr):
+        try:
+            contents = read_bag(bag, cfg)
+            timeline = make_timeline(contents, cfg)
+        except (ConvertError, BagError) as exc:
+            failures.append((str(bag), str(exc)))
+            log(f"skipped {bag}: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a malformed bag must not stop the batch
+            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
+            log(f"skipped {bag}: unreadable bag ({type(exc).__name__}: {exc})")
+            continue
+        loaded.append((bag, contents, timeline))
+    names = [f"{i}:{Path(b).name}" for i, (b, _, _) in enumerate(loaded)]
+    splits = assign_splits(names, cfg.val_fraction, cfg.seed)
+    order = sorted(range(len(loaded)), key=lambda i: (splits[names[i]] != "train", i))
+
+    # Phase 2: videos per episode, then the tables.
+    out.mkdir(parents=True, exist_ok=True)
+    tasks: dict[str, int] = {}
+    rows: dict[str, list] = {k: [] for k in ("action", "observation.state", "timestamp",
+                                             "frame_index", "episode_index", "index", "task_index")}
+    episode_rows: list[dict] = []
+    episodes: list[ConvertedEpisode] = []
+    image_stats: dict[str, _ImageStats] = {}
+    video_shapes: dict[str, tuple[int, int]] = {}
+    total = 0
+    for i in tqdm(order, desc="export", unit="episode", disable=not progress, file=sys.stderr):
+        bag, contents, timeline = loaded[i]
+        ep_index = len(episodes)
+        state = resample(contents.state, timeline.t0, timeline.steps)
+        action = resample(contents.action, timeline.t0, timeline.steps)
+        try:
+            sizes = _write_episode_videos(contents, timeline.t0 + timeline.steps, out, ep_index,
+                                          fps, image_stats)
+        except Exception as exc:  # noqa: BLE001
+            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
+            log(f"skipped {bag}: {exc}")
+            continue
+        for cam, size in sizes.items():
+            if video_shapes.setdefault(cam, size) != size:
+                log(f"warning: {bag}: camera {cam} is {size[1]}x{size[0]}, other episodes "
+                    f"{video_shapes[cam][1]}x{video_shapes[cam][0]}")
+        n = len(timeline.steps)
+        task_index = tasks.setdefault(contents.task, len(tasks))
+        rows["action"].append(action)
+        rows["observation.state"].append(state)
+        rows["timestamp"].append(timeline.steps.astype(np.float32))
+        rows["frame_index"].append(np.arange(n, dtype=np.int64))
+        rows["episode_index"].append(np.full(n, ep_index, dtype=np.int64))
+        rows["index"].append(np.arange(total, total + n, dtype=np.int64))
+        rows["task_index"].append(np.full(n, task_index, dtype=np.int64))
+        chunk, file = divmod(ep_index, CHUNKS_SIZE)
+        row = {"episode_index": ep_index, "tasks": [contents.task], "length": n,
+               "data/chunk_index": 0, "data/file_index": 0,
+               "dataset_from_index": total, "dataset_to_index": total + n,
+               "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        for cam in contents.cameras:
+            row.update({f"videos/{video_key(cam)}/chunk_index": chunk,
+                        f"videos/{video_key(cam)}/file_index": file,
+                        f"videos/{video_key(cam)}/from_timestamp": 0.0,
+                        f"videos/{video_key(cam)}/to_timestamp": n / fps})
+        for key, values in (("action", action), ("observation.state", state)):
+            for stat, value in _vector_stats(values).items():
+                row[f"stats/{key}/{stat}"] = value
+        episode_rows.append(row)
+        total += n
+        split = splits[names[i]]
+        episodes.append(ConvertedEpisode(
+            name=Path(bag).name, source=str(bag), robot=contents.robot, task=contents.task,
+            timestamps=timeline.steps, state=state, action=action,
+            frame_steps=np.arange(n), frame_times=timeline.steps, sync_error_s={},
+            time_source=contents.time_source, time_source_reason=contents.time_source_reason,
+            split=split))
+
+    if episodes:
+        data = {k: np.concatenate(v) for k, v in rows.items()}
+        table_writer(out / DATA_PATH.format(chunk_index=0, file_index=0), data)
+        table_writer(out / EPISODES_PATH.format(chunk_index=0, file_index=0),
+                     {k: [r[k] for r in episode_rows] for k in episode_rows[0]})
+        table_writer(out / TASKS_PATH, {"task_index": list(tasks.values()), "task": list(tasks)},
+                     index_column="task")
+        stats = {"action": _vector_stats(data["action"]),
+                 "observation.state": _vector_stats(data["observation.state"])}
+        stats.update({video_key(cam): s.result() for cam, s in image_stats.items()})
+        ep.write_json_atomic(out / "meta" / "stats.json", stats)
+    robots = sorted({e.robot for e in episodes})
+    if robot_type is None:
+        robot_type = robots[0] if len(robots) == 1 else ("mixed" if robots else "unknown")
+        if len(robots) > 1:
+            log(f"warning: episodes from several robots {robots}; robot_type 'mixed'")
+    n_train = sum(e.split == "train" for e in episodes)
+    features = {
+        "action": {"dtype": "float32", "shape": [layout.DOF], "names": list(layout.JOINT_NAMES)},
+        "observation.state": {"dtype": "float32", "shape": [layout.DOF],
+                              "names": list(layout.JOINT_NAMES)},
+    }
+    for cam, (h, w) in video_shapes.items():
+        features[video_key(cam)] = {
+            "dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
+            "info": {"video.height": h, "video.width": w, "video.codec": VIDEO_CODEC[1],
+                     "video.pix_fmt": "yuv420p", "video.is_depth_map": False, "video.fps": fps,
+                     "video.channels": 3, "has_audio": False}}
+    for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
+                       ("index", "int64"), ("task_index", "int64")):
+        features[key] = {"dtype": dtype, "shape": [1], "names": None}
+    (out / "meta").mkdir(parents=True, exist_ok=True)
+    ep.write_json_atomic(out / "meta" / "info.json", {
+        "codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
+        "total_episodes": len(episodes), "total_frames": total, "total_tasks": len(tasks),
+        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
+        "fps": fps,
+        "splits": {"train": f"0:{n_train}", **({"val": f"{n_train}:{len(episodes)}"}
+                                                if n_train < len(episodes) else {})},
+        "data_path": DATA_PATH, "video_path": VIDEO_PATH if video_shapes else None,
+        "features": features,
+    })
+    return ConvertReport(episodes, failures)
+

@@ -1,0 +1,305 @@
+"""`motus-ros convert`: bags -> episodes whose arrays match the bag; bad bags reported, skipped."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from motus_ros import layout
+from motus_ros.data import types as bag_types
+from motus_ros.data.bag_writer import BagWriter, mcap_path
+from motus_ros.data.episode import write_json_atomic
+
+T0 = 1000.0
+DURATION = 2.0
+JS_RATE, LEADER_RATE, CAM_RATE = 50.0, 100.0, 30.0
+SLOPE = np.linspace(0.1, 1.4, layout.DOF)  # rad/s per joint
+
+
+def follower(t):
+    return 0.5 + SLOPE * (t - T0)
+
+
+def leader(t):
+    return -0.2 + 2 * SLOPE * (t - T0)
+
+
+def cam_image(cam_i: int, k: int, h=48, w=64) -> np.ndarray:
+    img = np.zeros((h, w, 3), dtype=np.uint8)
+    img[..., 0] = k % 256            # frame index in red
+    img[..., 1] = 40 * cam_i          # camera in green
+    img[: h // 2, :, 2] = 200         # a feature so tiling/orientation is visible
+    return img
+
+
+def _msg(msgtype, **fields):
+    return bag_types.typestore().types[msgtype](**fields)
+
+
+def _header(t: float):
+    sec = int(np.floor(t))
+    return _msg("std_msgs/msg/Header",
+                stamp=_msg("builtin_interfaces/msg/Time", sec=sec, nanosec=int(round((t - sec) * 1e9))),
+                frame_id="")
+
+
+def write_bag(folder: Path, *, leader_topic=True, robot="sim", task="transfer the cube",
+              duration=DURATION, close=True, shuffled_names=False) -> Path:
+    """A synthetic episode bag: linear joint ramps, frame-indexed camera images."""
+    w = BagWriter(folder, fsync=False).open()
+    js_type, img_type = "sensor_msgs/msg/JointState", "sensor_msgs/msg/Image"
+    topics = [layout.TOPICS["joint_states"]] + ([layout.TOPICS["leader_joint_states"]] if leader_topic else [])
+    for t in topics:
+        w.add_topic(t, js_type)
+    cams = [layout.camera_image_topic(c) for c in layout.CAMERAS]
+    for c in cams:
+        w.add_topic(c, img_type)
+    events = []
+    for k in range(int(duration * JS_RATE) + 1):
+        events.append((T0 + k / JS_RATE, "f", k))
+    if leader_topic:
+        for k in range(int(duration * LEADER_RATE) + 1):
+            events.append((T0 + k / LEADER_RATE, "l", k))
+    for k in range(int(duration * CAM_RATE) + 1):
+        events.append((T0 + k / CAM_RATE, "c", k))
+    names = list(layout.JOINT_NAMES)
+    order = np.arange(layout.DOF)
+    if shuffled_names:
+        order = np.random.default_rng(0).permutation(layout.DOF)
+        names = [names[i] for i in order]
+    store = bag_types.typestore()
+    for t, kind, k in sorted(events):
+        log_ns = int(t * 1e9) + 5_000_000  # received 5 ms after the stamp
+        if kind in "fl":
+            pos = (follower if kind == "f" else leader)(t)
+            msg = _msg(js_type, header=_header(t), name=names, position=pos[order],
+                       velocity=np.zeros(0), effort=np.zeros(0))
+            topic = topics[0] if kind == "f" else topics[1]
+            w.write(topic, log_ns, store.serialize_cdr(msg, js_type))
+        else:
+            for ci, topic in enumerate(cams):
+                img = cam_image(ci, k)
+                msg = _msg(img_type, header=_header(t), height=48, width=64, encoding="rgb8",
+                           is_bigendian=0, step=64 * 3, data=img.reshape(-1))
+                w.write(topic, log_ns, store.serialize_cdr(msg, img_type))
+    if close:
+        w.close()
+        write_json_atomic(folder / "episode.json", {"task": task, "robot_profile": robot})
+    else:
+        w.flush()
+        w.abandon()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def good_bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bags")
+    return [write_bag(root / "ep_a"), write_bag(root / "ep_b", shuffled_names=True),
+            write_bag(root / "ep_c", robot="agilex_aloha2", task="insert the peg")]
+
+
+def test_arrays_match_bag_contents(good_bags, tmp_path):
+    from motus_ros.data.convert import ConvertConfig, convert
+    from motus_ros.data.tiling import resolve_tiler
+    tile = resolve_tiler()
+
+    report = convert(good_bags, tmp_path / "out", ConvertConfig(val_fraction=0.34), progress=False)
+    assert not report.failures and len(report.episodes) == 3
+    ep_dir = tmp_path / "out" / "episodes" / "ep_b"  # joint names shuffled in the bag
+    data = np.load(ep_dir / "data.npz")
+    n = int(DURATION * 30) + 1
+    assert data["state"].shape == (n, 14) and data["action"].shape == (n, 14)
+    t = T0 + data["timestamps"]
+    np.testing.assert_allclose(data["timestamps"], np.arange(n) / 30.0)
+    np.testing.assert_allclose(data["state"], np.stack([follower(x) for x in t]), atol=1e-5)
+    np.testing.assert_allclose(data["action"], np.stack([leader(x) for x in t]), atol=1e-5)
+    # frames at 5 Hz: every 6th control step; camera images are at 30 Hz so step s -> image s
+    np.testing.assert_array_equal(data["frame_steps"], np.arange(0, n, 6))
+    np.testing.assert_allclose(data["frame_times"], data["frame_steps"] / 30.0)
+    assert data["frames"].shape == (len(data["frame_steps"]), 384, 320, 3)
+    for f, step in enumerate(data["frame_steps"]):
+        expected = tile(*(cam_image(ci, int(step)) for ci in range(3)), height=384, width=320)
+        np.testing.assert_array_equal(data["frames"][f], expected)
+    meta = json.loads((ep_dir / "episode.json").read_text())
+    assert meta["task"] == "transfer the cube" and meta["robot"] == "sim"
+    assert meta["time_source"] == "header" and meta["steps"] == n
+    assert max(meta["sync_error_s"].values()) < 1e-6
+
+    dataset = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert sorted(dataset["splits"]["train"] + dataset["splits"]["val"]) == ["ep_a", "ep_b", "ep_c"]
+    assert len(dataset["splits"]["val"]) == 1
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert set(stats) == {"sim", "agilex_aloha2"}  # per robot
+    train_sim = [e for e in report.episodes if e.robot == "sim" and e.split == "train"] or \
+        [e for e in report.episodes if e.robot == "sim"]
+    all_actions = np.concatenate([e.action for e in train_sim])
+    np.testing.assert_allclose(stats["sim"]["action"]["min"], all_actions.min(0), rtol=1e-6)
+    np.testing.assert_allclose(stats["sim"]["action"]["max"], all_actions.max(0), rtol=1e-6)
+    try:  # the per-robot file loads with the policy's loader
+        from motus_ros.policy.transforms import load_stats
+    except ImportError:
+        return
+    loaded = load_stats(tmp_path / "out" / "stats" / "agilex_aloha2.json")
+    np.testing.assert_allclose(loaded.state.min, stats["agilex_aloha2"]["state"]["min"])
+
+
+def test_broken_bags_reported_by_name_and_skipped(good_bags, tmp_path, capsys):
+    from motus_ros.commands.convert import main
+
+    bad = tmp_path / "bad"
+    empty = bad / "empty_bag"
+    w = BagWriter(empty, fsync=False).open()
+    w.add_topic(layout.TOPICS["joint_states"], "sensor_msgs/msg/JointState")
+    w.close()
+    crashed = write_bag(bad / "crashed_bag", close=False)
+    garbage = bad / "garbage_bag"
+    garbage.mkdir(parents=True)
+    (garbage / "garbage_bag.mcap").write_bytes(b"\x89MCAP0\r\n" + b"\x00" * 100)
+    (garbage / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9}\n")
+    no_leader = write_bag(bad / "no_leader_bag", leader_topic=False)
+    truncated = write_bag(bad / "truncated_bag")
+    mcap = mcap_path(truncated)
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2] + mcap.read_bytes()[-37:])
+
+    bags = [good_bags[0], empty, crashed, garbage, no_leader, truncated, bad / "missing_bag"]
+    rc = main([*map(str, bags), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 0  # one bag converted
+    assert "empty_bag" in err and "empty bag" in err
+    assert "crashed_bag" in err and "motus-ros bag repair" in err
+    assert "garbage_bag" in err
+    assert "no_leader_bag" in err and "no actions" in err
+    assert "truncated_bag" in err
+    assert "missing_bag" in err and "no such bag folder" in err
+    dataset = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert [e["name"] for e in dataset["episodes"]] == ["ep_a"]
+    assert {Path(f["bag"]).name for f in dataset["failures"]} == {
+        "empty_bag", "crashed_bag", "garbage_bag", "no_leader_bag", "truncated_bag", "missing_bag"}
+    # all failing -> non-zero exit
+    assert main([str(empty), str(crashed), "--out", str(tmp_path / "out2"), "--no-progress"]) != 0
+
+
+def test_folder_of_bags_is_expanded(good_bags):
+    from motus_ros.data.convert import expand_bag_paths
+    assert expand_bag_paths([good_bags[0].parent]) == sorted(good_bags)
+    assert expand_bag_paths([good_bags[1]]) == [good_bags[1]]
+
+
+def test_split_is_deterministic_and_keeps_a_train_episode():
+    from motus_ros.data.convert import assign_splits
+    names = [f"e{i}" for i in range(10)]
+    a = assign_splits(names, 0.2, seed=3)
+    assert a == assign_splits(list(reversed(names)), 0.2, seed=3)
+    assert sum(v == "val" for v in a.values()) == 2
+    assert assign_splits(["only"], 0.5, 0) == {"only": "train"}
+    with pytest.raises(ValueError, match="val_fraction"):
+        assign_splits(names, 1.0, 0)
+
+
+def test_tile_layout_matches_the_policy():
+    from motus_ros.data.tiling import resolve_tiler, tile_cameras
+    high = np.full((480, 640, 3), 10, np.uint8)
+    left = np.full((480, 640, 3), 20, np.uint8)
+    right = np.full((480, 640, 3), 30, np.uint8)
+    tiled = tile_cameras(high, left, right)
+    assert tiled.shape == (384, 320, 3)
+    assert (tiled[:192, 32:288] == 10).all() and (tiled[:192, :32] == 0).all()  # letterboxed head
+    assert (tiled[192 + 36:192 + 156, :160] == 20).all() and (tiled[192 + 36:192 + 156, 160:] == 30).all()
+    rng = np.random.default_rng(0)
+    views = [rng.integers(0, 255, (120, 200, 3), dtype=np.uint8) for _ in range(3)]
+    np.testing.assert_array_equal(resolve_tiler()(*views), tile_cameras(*views))  # policy == fallback
+
+
+def _fake_parquet(tables):
+    """Stand-in table writer (pyarrow may be absent): keeps the columns, writes a marker file."""
+    def write(path, columns, index_column=None):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("fake parquet")
+        tables[path] = (columns, index_column)
+    return write
+
+
+def test_lerobot_v3_layout(good_bags, tmp_path):
+    import cv2
+
+    from motus_ros.data.convert import ConvertConfig, convert
+    from motus_ros.data.lerobot import export_lerobot
+
+    out = tmp_path / "lerobot"
+    tables = {}
+    bad = tmp_path / "not_a_bag"
+    bad.mkdir()
+    report = export_lerobot([good_bags[0], bad, good_bags[1]], out, ConvertConfig(val_fraction=0.5),
+                            progress=False, table_writer=_fake_parquet(tables))
+    assert [Path(b).name for b, _ in report.failures] == ["not_a_bag"]
+    info = json.loads((out / "meta" / "info.json").read_text())
+    n = int(DURATION * 30) + 1
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 30.0
+    assert info["total_episodes"] == 2 and info["total_frames"] == 2 * n and info["total_tasks"] == 1
+    assert info["splits"] == {"train": "0:1", "val": "1:2"}
+    assert info["features"]["action"]["shape"] == [14]
+    assert info["features"]["observation.images.cam_high"]["shape"] == [48, 64, 3]
+    data, _ = tables[out / "data/chunk-000/file-000.parquet"]
+    episodes, _ = tables[out / "meta/episodes/chunk-000/file-000.parquet"]
+    tasks, index = tables[out / "meta/tasks.parquet"]
+    assert tasks == {"task_index": [0], "task": ["transfer the cube"]} and index == "task"
+    assert data["action"].shape == (2 * n, 14) and list(data["index"]) == list(range(2 * n))
+    assert list(episodes["dataset_to_index"]) == [n, 2 * n] and episodes["length"] == [n, n]
+    # the same arrays as the motus format for the same bag
+    first = report.episodes[0]
+    motus = convert([Path(first.source)], tmp_path / "motus", progress=False)
+    np.testing.assert_allclose(data["action"][:n], motus.episodes[0].action)
+    np.testing.assert_allclose(data["observation.state"][:n], motus.episodes[0].state)
+    stats = json.loads((out / "meta" / "stats.json").read_text())
+    np.testing.assert_allclose(stats["action"]["max"], data["action"].max(0), rtol=1e-6)
+    assert np.asarray(stats["observation.images.cam_high"]["mean"]).shape == (3, 1, 1)
+    for cam in ("cam_high", "cam_left_wrist", "cam_right_wrist"):
+        for file in ("file-000", "file-001"):
+            video = out / f"videos/observation.images.{cam}/chunk-000/{file}.mp4"
+            cap = cv2.VideoCapture(str(video))
+            count = 0
+            ok, frame = cap.read()
+            first_frame = frame
+            while ok:
+                count += 1
+                ok, frame = cap.read()
+            cap.release()
+            assert count == n, (video, count)
+    # first frame of the last video: red = frame index 0, blue feature in the top half only
+    rgb = cv2.cvtColor(first_frame, cv2.COLOR_BGR2RGB).astype(int)
+    assert abs(rgb[5, 5, 2] - 200) < 20 and abs(rgb[40, 5, 2]) < 20
+
+
+def test_lerobot_needs_pyarrow_or_parquet(good_bags, tmp_path):
+    from motus_ros.commands.convert import main
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        rc = main([str(good_bags[0]), "--out", str(tmp_path / "lr"), "--format", "lerobot",
+                   "--no-progress"])
+        assert rc == 2 and not (tmp_path / "lr").exists()  # refused before writing anything
+        return
+    assert main([str(good_bags[0]), "--out", str(tmp_path / "lr"), "--format", "lerobot",
+                 "--no-progress"]) == 0
+    table = pq.read_table(tmp_path / "lr" / "data/chunk-000/file-000.parquet")
+    assert table.num_rows == int(DURATION * 30) + 1
+
+
+def test_time_source_falls_back_to_receive_times_when_stamps_disagree():
+    from motus_ros.data.convert import ConvertError, choose_time_source
+    log = [0.1 * i for i in range(50)]
+    good = {"/a": ([t + 0.01 for t in log], log), "/b": ([t - 0.02 for t in log], log)}
+    assert choose_time_source(good, "auto")[0] == "header"
+    wall = dict(good, **{"/c": ([1.7e9 + t for t in log], log)})  # a node stamping wall time
+    source, reason = choose_time_source(wall, "auto")
+    assert source == "log" and "/c" in reason and "disagree" in reason
+    stale = dict(good, **{"/d": ([min(t, 1.0) for t in log], log)})  # republished last stamp
+    source, reason = choose_time_source(stale, "auto")
+    assert source == "log" and reason.startswith("/d repeats stamps")
+    unset = dict(good, **{"/e": ([None] * 50, log)})
+    assert choose_time_source(unset, "auto")[0] == "log"
+    with pytest.raises(ConvertError, match="/e has zero stamps"):
+        choose_time_source(unset, "header")
+    assert choose_time_source(good, "log") == ("log", "requested")

@@ -1,0 +1,133 @@
+"""ROS glue shared by the policy and world-model nodes: camera/joint-state inputs and messages.
+
+Subscriptions only store messages (decoding happens once per inference, in assemble()), so the
+callbacks stay cheap at 3 x 30 Hz.
+"""
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+
+from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
+from motus_ros.image_conversions import image_to_numpy, numpy_to_image
+from motus_ros.layout import JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
+from motus_ros.policy.modes import mode_id
+from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
+
+
+def stamp_seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class ObservationInput:
+    """Subscribes the cameras and the joint state of a node and feeds an ObservationSync."""
+
+    def __init__(self, node, cameras, tolerance_s: float, max_age_s: float,
+                 joint_states_topic: str = TOPICS["joint_states"]):
+        self.node = node
+        self.sync = ObservationSync(cameras, tolerance_s, max_age_s)
+        self.bad_state = ""
+        self._subs = [
+            node.create_subscription(Image, camera_image_topic(cam),
+                                     lambda msg, cam=cam: self._on_image(cam, msg),
+                                     qos_profile_sensor_data)
+            for cam in cameras]
+        # Best effort also matches reliable publishers; depth 10 absorbs bursts.
+        self._subs.append(node.create_subscription(JointState, joint_states_topic,
+                                                   self._on_state, qos_profile_sensor_data))
+
+    def _on_image(self, camera: str, msg: Image) -> None:
+        self.sync.add(camera, stamp_seconds(msg.header.stamp), msg)
+
+    def _on_state(self, msg: JointState) -> None:
+        try:
+            positions = state_vector(msg.name, msg.position)
+        except ValueError as exc:
+            self.bad_state = str(exc)
+            return
+        self.bad_state = ""
+        self.sync.add(STATE, stamp_seconds(msg.header.stamp), positions)
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def assemble(self, at: float | None = None, require_new: bool = True):
+        """(SyncResult, observation dict or None) with images decoded to RGB uint8."""
+        result: SyncResult = self.sync.assemble(self.now(), at=at, require_new=require_new)
+        if not result.ok:
+            if self.bad_state and "joint state" in result.reason:
+                result.reason += f" (joint states rejected: {self.bad_state})"
+            return result, None
+        images = {cam: image_to_numpy(result.samples[cam], "rgb8") for cam in self.sync.cameras}
+        return result, {"images": images, "state": result.samples[STATE].copy()}
+
+
+def action_chunk_msg(actions: np.ndarray, stamp: float, mode: str, chunk_id: int,
+                     control_period: float, latency: float) -> ActionChunk:
+    """(horizon, 14) absolute positions -> ActionChunk stamped with the observation time."""
+    actions = np.asarray(actions, dtype=np.float64)
+    if actions.ndim != 2 or actions.shape[1] != len(JOINT_NAMES):
+        raise ValueError(f"policy actions: got shape {actions.shape}, expected (horizon, "
+                         f"{len(JOINT_NAMES)})")
+    if not np.all(np.isfinite(actions)):
+        raise ValueError("policy actions: contain NaN or inf; chunk not published")
+    msg = ActionChunk()
+    msg.header.stamp = seconds_to_stamp(stamp)
+    msg.joint_names = list(JOINT_NAMES)
+    msg.control_period = float(control_period)
+    msg.horizon = int(actions.shape[0])
+    msg.positions = actions.reshape(-1).tolist()  # row-major: row = time step
+    msg.mode = InferenceMode(mode=mode_id(mode))
+    msg.chunk_id = int(chunk_id)
+    msg.inference_latency = float(latency)
+    return msg
+
+
+def chunk_actions(msg: ActionChunk) -> np.ndarray:
+    """ActionChunk -> (horizon, 14) in JOINT_NAMES order; ValueError on a malformed message."""
+    dof = len(msg.joint_names)
+    if dof == 0 or len(msg.positions) != msg.horizon * dof:
+        raise ValueError(f"ActionChunk.positions: got {len(msg.positions)} values, expected "
+                         f"horizon {msg.horizon} x {dof} joint_names")
+    rows = np.asarray(msg.positions, dtype=np.float64).reshape(msg.horizon, dof)
+    if list(msg.joint_names) == list(JOINT_NAMES):
+        return rows
+    index = {n: i for i, n in enumerate(msg.joint_names)}
+    missing = [n for n in JOINT_NAMES if n not in index]
+    if missing:
+        raise ValueError(f"ActionChunk.joint_names: missing {missing}")
+    return rows[:, [index[n] for n in JOINT_NAMES]]
+
+
+def predicted_future_msg(frames: np.ndarray, stamp: float, mode: str, chunk_id: int,
+                         frame_period: float = 1.0 / VIDEO_RATE_HZ,
+                         frame_id: str = "motus_prediction") -> PredictedFuture:
+    """(N, H, W, 3) uint8 RGB -> PredictedFuture stamped with the observation time."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"predicted frames: got shape {frames.shape} dtype {frames.dtype}, "
+                         "expected (N, H, W, 3) uint8")
+    msg = PredictedFuture()
+    msg.header.stamp = seconds_to_stamp(stamp)
+    msg.header.frame_id = frame_id
+    msg.frames = [numpy_to_image(f, "rgb8", stamp=seconds_to_stamp(stamp + (i + 1) * frame_period),
+                                 frame_id=frame_id) for i, f in enumerate(frames)]
+    msg.frame_period = float(frame_period)
+    msg.chunk_id = int(chunk_id)
+    msg.mode = InferenceMode(mode=mode_id(mode))
+    return msg
+
+
+def frame_strip(frames: np.ndarray, max_width: int = 1600) -> np.ndarray:
+    """Frames side by side in one image (downsampled by an integer factor to fit max_width)."""
+    n, h, w, _ = frames.shape
+    step = max(1, int(np.ceil(n * w / max_width)))
+    small = frames[:, ::step, ::step]
+    return np.ascontiguousarray(np.concatenate(list(small), axis=1))

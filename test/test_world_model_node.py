@@ -1,0 +1,120 @@
+"""World-model node (fake policy, test/fake_policy.py) and the pure chaining helpers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from fake_policy import FakePolicy
+from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
+from motus_ros.layout import JOINT_NAMES, TOPICS
+from motus_ros.nodes._observation import action_chunk_msg, stamp_seconds
+from motus_ros.policy.chain import ChainedRollout, segments, split_tiled
+from ros_harness import wait_until
+from test_policy_node import STATE, ObservationSource
+
+
+def test_split_tiled_inverts_the_t_tiling():
+    from motus_ros.policy.transforms import tile_cameras
+
+    cams = {"high": np.full((480, 640, 3), 10, np.uint8), "left_wrist": np.full((480, 640, 3), 20, np.uint8),
+            "right_wrist": np.full((480, 640, 3), 30, np.uint8)}
+    tiled = tile_cameras(cams, 384, 320)
+    views = split_tiled(tiled)
+    assert views["high"].shape == (192, 320, 3) and views["left_wrist"].shape == (192, 160, 3)
+    assert views["high"].max() == 10 and views["left_wrist"].max() == 20 and views["right_wrist"].max() == 30
+    np.testing.assert_array_equal(tile_cameras(views, 384, 320), tiled)  # feeding back is stable
+
+
+def test_segments_hold_last_action():
+    actions = np.arange(50 * 14, dtype=float).reshape(50, 14)
+    parts = segments(actions, 2)
+    assert [p.shape for p in parts] == [(48, 14), (48, 14)]
+    np.testing.assert_array_equal(parts[1][1], actions[49])
+    np.testing.assert_array_equal(parts[1][-1], actions[49])
+    with pytest.raises(ValueError, match=r"expected \(N>0, 14\)"):
+        segments(np.zeros((3, 7)), 1)
+
+
+def test_chained_rollout_feeds_back_state_and_frames():
+    policy = FakePolicy(mode="wm", frame_size=(384, 320))
+    chained = ChainedRollout(policy, chain=3)
+    images = {c: np.zeros((48, 64, 3), np.uint8) for c in ("high", "left_wrist", "right_wrist")}
+    actions = np.tile(np.linspace(0, 1, 96)[:, None], (1, 14))
+    out = chained.infer({"images": images, "state": np.zeros(14), "actions": actions,
+                         "instruction": "x"})
+    assert out["frames"].shape == (24, 384, 320, 3) and out["actions"] is None
+    seen = policy.observations
+    assert len(seen) == 3 and all(o["mode"] == "wm" for o in seen)
+    np.testing.assert_allclose(seen[1]["state"], actions[47])
+    assert seen[1]["images"]["high"].shape == (192, 320, 3)  # fed back from the tiled frame
+    assert seen[2]["images"]["high"][0, 0, 0] == 2  # the second rollout's frames (counter 2)
+
+
+def make_node(ros, **params):
+    from motus_ros.nodes.world_model_node import WorldModelNode
+
+    policies = []
+
+    def factory(**kwargs):
+        policies.append(FakePolicy(**kwargs))
+        return policies[-1]
+    overrides = [Parameter(k, value=v) for k, v in {"tick_rate_hz": 50.0, "instruction": "pick", **params}.items()]
+    return ros.add(WorldModelNode(policy_factory=factory, parameter_overrides=overrides)), policies
+
+
+@pytest.mark.ros
+def test_world_model_imagines_a_chunk_and_never_commands(ros):
+    futures = ros.collect(PredictedFuture, "/motus/wm/predicted_future")
+    images = ros.collect(Image, "/motus/wm/predicted_future/image")
+    strips = ros.collect(Image, "/motus/wm/predicted_future/strip")
+    node, policies = make_node(ros, chain=2, action_topic="/user/chunk")
+    source = ObservationSource(ros)
+    chunk_pub = ros.node.create_publisher(ActionChunk, "/user/chunk", 10)
+
+    def imagined():
+        stamp = source.now()
+        source.publish(stamp)
+        actions = STATE[None, :] + np.zeros((48, 14))
+        chunk_pub.publish(action_chunk_msg(actions, stamp, "vla", 7, 1 / 30, 0.0))
+        return bool(futures.messages)
+    wait_until(imagined, 15, "a PredictedFuture on /motus/wm/predicted_future", interval=0.05)
+    future = futures.messages[0]
+    assert future.chunk_id == 7 and future.mode.mode == InferenceMode.WM
+    assert len(future.frames) == 16 and future.frame_period == pytest.approx(0.2)  # 2 x 8 frames
+    obs = policies[0].observations[0]
+    assert obs["mode"] == "wm" and obs["actions"].shape == (48, 14)
+    np.testing.assert_allclose(obs["state"], STATE)
+    assert images.wait_for(1)[0].height == 32 and strips.wait_for(1)[0].width == 16 * 48
+
+    topics = {name for name, _ in ros.node.get_publisher_names_and_types_by_node("world_model", "/")}
+    assert TOPICS["joint_command"] not in topics and TOPICS["action_chunk"] not in topics
+    assert not any("command" in t for t in topics)
+    assert {"/motus/wm/predicted_future", "/motus/wm/predicted_future/image"} <= topics
+    node.close()
+
+
+@pytest.mark.ros
+@pytest.mark.skipif(__import__("importlib").util.find_spec("motus_ros.policy.runtime") is None,
+                    reason="motus_ros/policy/runtime.py not written yet")
+def test_real_tiny_preset_imagines_frames(ros):
+    from motus_ros.nodes.world_model_node import WorldModelNode
+
+    futures = ros.collect(PredictedFuture, "/motus/wm/predicted_future")
+    node = ros.add(WorldModelNode(parameter_overrides=[
+        Parameter("preset", value="tiny"), Parameter("steps", value=1), Parameter("chain", value=2),
+        Parameter("instruction", value="transfer the cube"), Parameter("tick_rate_hz", value=20.0)]))
+    source = ObservationSource(ros, size=(48, 64))
+    chunk_pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+
+    def imagined():
+        stamp = source.now()
+        source.publish(stamp)
+        chunk_pub.publish(action_chunk_msg(np.zeros((48, 14)) + STATE, stamp, "vla", 3, 1 / 30, 0.0))
+        return bool(futures.messages)
+    wait_until(imagined, 120, "a PredictedFuture from the tiny preset", interval=0.2)
+    future = futures.messages[0]
+    assert future.chunk_id == 3 and len(future.frames) > 0 and len(future.frames) % 2 == 0
+    assert future.frames[0].encoding == "rgb8" and future.frames[0].height > 0
+    node.close()

@@ -1,0 +1,263 @@
+"""`motus-ros demo`: the whole Motus loop in simulation, with a summary at the end.
+
+Default: bring up the `sim` graph (MuJoCo arms and cameras, policy, executor, world model,
+visualizer, recorder), record one episode of the transfer-cube task while the policy acts, write a
+snapshot PNG, stop everything and print what happened.
+`--record N`: bring up `sim_teleop` instead and record N scripted-expert episodes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from motus_ros.cli import CliError
+
+HELP = "run the whole loop in simulation and print a summary (--record N: collect expert episodes)"
+# The sim profile runs gym-aloha's transfer-cube scene (config/sim/arm_driver.yaml sets the task).
+TASK = "transfer_cube"
+INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"
+
+
+@dataclass
+class DemoObservations:
+    """What the demo monitor saw on the graph's topics (filled from callbacks)."""
+
+    joint_states: int = 0
+    first_positions: list[float] | None = None
+    last_positions: list[float] | None = None
+    chunks: int = 0
+    chunk_latencies: list[float] = field(default_factory=list)
+    chunk_stamps_ok: int = 0
+    predicted_futures: int = 0
+    wm_futures: int = 0
+    dropped_steps: int = 0
+    success: bool = False
+    max_reward: float = 0.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="motus-ros demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=60.0,
+                        help="wall-clock seconds the policy episode runs (default 60)")
+    parser.add_argument("--record", type=int, default=0, metavar="N",
+                        help="record N scripted-expert episodes with the sim_teleop graph instead")
+    parser.add_argument("--episode-timeout", type=float, default=90.0,
+                        help="wall-clock seconds per expert episode with --record (default 90)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="run folder for logs and the snapshot (default runs/demo-<time>)")
+    return parser
+
+
+class DemoMonitor:
+    """An rclpy node that watches the graph and calls the recorder and sim services."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from sensor_msgs.msg import JointState
+        from std_msgs.msg import Bool, Float64
+
+        from motus_msgs.msg import ActionChunk, ChunkExecutionStats, PredictedFuture
+        from motus_ros.layout import TOPICS
+
+        rclpy.init()
+        self.node = rclpy.create_node("demo_monitor", parameter_overrides=[
+            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self.seen = DemoObservations()
+        self._lock = threading.Lock()
+        n = self.node
+        n.create_subscription(JointState, TOPICS["joint_states"], self._on_joints, 10)
+        n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
+        n.create_subscription(PredictedFuture, TOPICS["predicted_future"],
+                              lambda _: self._bump("predicted_futures"), 2)
+        n.create_subscription(PredictedFuture, TOPICS["wm_future"], lambda _: self._bump("wm_futures"), 2)
+        n.create_subscription(ChunkExecutionStats, TOPICS["execution_stats"], self._on_stats, 10)
+        n.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
+        n.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(n)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _bump(self, name: str) -> None:
+        with self._lock:
+            setattr(self.seen, name, getattr(self.seen, name) + 1)
+
+    def _on_joints(self, msg) -> None:
+        with self._lock:
+            self.seen.joint_states += 1
+            if self.seen.first_positions is None:
+                self.seen.first_positions = list(msg.position)
+            self.seen.last_positions = list(msg.position)
+
+    def _on_chunk(self, msg) -> None:
+        with self._lock:
+            self.seen.chunks += 1
+            self.seen.chunk_latencies.append(float(msg.inference_latency))
+            if msg.header.stamp.sec or msg.header.stamp.nanosec:
+                self.seen.chunk_stamps_ok += 1
+
+    def _on_stats(self, msg) -> None:
+        with self._lock:
+            self.seen.dropped_steps += int(msg.dropped_steps)
+
+    def _on_success(self, msg) -> None:
+        with self._lock:
+            self.seen.success = self.seen.success or bool(msg.data)
+
+    def _on_reward(self, msg) -> None:
+        with self._lock:
+            self.seen.max_reward = max(self.seen.max_reward, float(msg.data))
+
+    def wait_for(self, predicate, timeout: float, runner=None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            failed = runner.poll() if runner is not None else None
+            if failed is not None:
+                raise CliError(f"required node {failed.spec.name} died (exit code "
+                               f"{runner.exit_codes[failed.spec.name]}); see its log above")
+            time.sleep(0.2)
+        return predicate()
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise CliError(f"service {name} did not appear within {timeout:.0f} s")
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not future.done():
+                raise CliError(f"service {name} did not answer within {timeout:.0f} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _policy_episode(args, monitor: DemoMonitor, runner, run_dir: Path) -> dict:
+    from motus_msgs.srv import StartEpisode, StopEpisode
+    from motus_ros.layout import SERVICES
+
+    if not monitor.wait_for(lambda: monitor.seen.joint_states > 0, 120, runner):
+        raise CliError("no joint states from the simulated arms within 120 s")
+    started = monitor.call(StartEpisode, SERVICES["start_episode"],
+                           StartEpisode.Request(task=INSTRUCTION, operator_name="motus policy"))
+    if not started.success:
+        raise CliError(f"recorder refused to start: {started.message}")
+    monitor.wait_for(lambda: monitor.seen.success, args.duration, runner)
+    snapshot = run_dir / "snapshot.png"
+    snap = subprocess.run([str(Path(sys.executable).parent / "motus-ros"), "snapshot", "--out", str(snapshot),
+                           "--duration", "8"], capture_output=True, text=True, timeout=120)
+    stopped = monitor.call(StopEpisode, SERVICES["stop_episode"], StopEpisode.Request(keep=True))
+    seen = monitor.seen
+    moved = 0.0
+    if seen.first_positions and seen.last_positions:
+        moved = max(abs(a - b) for a, b in zip(seen.first_positions, seen.last_positions))
+    lat = seen.chunk_latencies
+    return {
+        "task": TASK,
+        "chunks": seen.chunks,
+        "chunk_latency_s": ({"median": statistics.median(lat), "p90": _percentile(lat, 0.9)} if lat else None),
+        "chunks_stamped_with_observation_time": seen.chunk_stamps_ok,
+        "dropped_stale_steps": seen.dropped_steps,
+        "predicted_futures": seen.predicted_futures,
+        "world_model_futures": seen.wm_futures,
+        "largest_joint_motion_rad": round(moved, 4),
+        "success": seen.success,
+        "max_reward": seen.max_reward,
+        "episode_bag": stopped.path if stopped.success else f"not kept: {stopped.message}",
+        "episode_id": started.episode_id,
+        "snapshot_png": str(snapshot) if snap.returncode == 0 else f"failed: {snap.stderr.strip()[-300:]}",
+    }
+
+
+def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
+    from std_srvs.srv import Trigger
+
+    from motus_msgs.srv import StartEpisode, StopEpisode
+    from motus_ros.layout import SERVICES
+
+    if not monitor.wait_for(lambda: monitor.seen.joint_states > 0, 120, runner):
+        raise CliError("no joint states from the simulated arms within 120 s")
+    episodes = []
+    for index in range(args.record):
+        reset = monitor.call(Trigger, "/sim/reset", Trigger.Request())
+        if not reset.success:
+            raise CliError(f"/sim/reset failed: {reset.message}")
+        monitor.seen.success = False
+        started = monitor.call(StartEpisode, SERVICES["start_episode"],
+                               StartEpisode.Request(task=INSTRUCTION, operator_name="scripted expert"))
+        if not started.success:
+            raise CliError(f"recorder refused to start episode {index}: {started.message}")
+        monitor.wait_for(lambda: monitor.seen.success, args.episode_timeout, runner)
+        success = monitor.seen.success
+        stopped = monitor.call(StopEpisode, SERVICES["stop_episode"], StopEpisode.Request(keep=True))
+        episodes.append({"episode": index, "success": success, "bag": stopped.path, "message": stopped.message})
+        print(f"[demo] episode {index + 1}/{args.record}: success={success} bag={stopped.path}", flush=True)
+    return {"task": TASK, "episodes": episodes,
+            "successes": sum(e["success"] for e in episodes)}
+
+
+def main(argv: list[str]) -> int:
+    from motus_ros.bringup import GraphRunner
+    from motus_ros.graph import GraphError, load_graph
+
+    args = build_parser().parse_args(argv)
+    if args.duration <= 0:
+        raise CliError(f"--duration: got {args.duration}, expected a positive number of seconds")
+    if args.record < 0:
+        raise CliError(f"--record: got {args.record}, expected a number of episodes >= 1")
+    run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    profile = "sim_teleop" if args.record else "sim"
+    try:
+        graph = load_graph(profile)
+    except GraphError as exc:
+        raise CliError(str(exc)) from None
+    runner = GraphRunner(graph, log_dir=run_dir / "logs")
+    # The demo monitor joins the same graph, so it needs the graph's environment too.
+    for key, value in graph.process_environment().items():
+        os.environ.setdefault(key, value)
+    print(f"[demo] bringing up '{profile}' ({len(graph.nodes)} nodes); logs in {run_dir / 'logs'}", flush=True)
+    monitor = None
+    try:
+        runner.start()
+        monitor = DemoMonitor()
+        if args.record:
+            summary = _record_episodes(args, monitor, runner)
+        else:
+            summary = _policy_episode(args, monitor, runner, run_dir)
+    finally:
+        runner.stop()
+        if monitor is not None:
+            monitor.close()
+    summary["run_dir"] = str(run_dir)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    print("[demo] summary:")
+    print(json.dumps(summary, indent=2))
+    return 0

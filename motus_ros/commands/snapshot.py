@@ -67,6 +67,7 @@ class _Listener:
 
         from motus_msgs.msg import ActionChunk, PredictedFuture  # noqa: PLC0415
         from motus_ros.layout import CAMERAS, TOPICS, camera_image_topic  # noqa: PLC0415
+        from motus_ros.nodes._observation import PREDICTION_QOS  # noqa: PLC0415
 
         self.lock = threading.Lock()
         self.images, self.futures, self.chunk, self.states = {}, {}, None, []
@@ -78,7 +79,8 @@ class _Listener:
                                      qos_profile_sensor_data)
         for key in ("predicted_future", "wm_future"):
             node.create_subscription(PredictedFuture, TOPICS[key],
-                                     lambda m, k=key: self._set(self.futures, k, m), 2)
+                                     lambda m, k=key: self._set(self.futures, k, m),
+                                     PREDICTION_QOS)
         node.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
         node.create_subscription(JointState, joint_states_topic, self._on_state,
                                  qos_profile_sensor_data)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
@@ -15,6 +15,11 @@ from motus_ros.image_conversions import image_to_numpy, numpy_to_image
 from motus_ros.layout import JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
 from motus_ros.policy.modes import mode_id
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
+
+# Predicted futures are published rarely (one per chunk or rollout) and are worth seeing late: keep
+# the latest one for subscribers that join afterwards (RViz, `motus-ros snapshot`).
+PREDICTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def stamp_seconds(stamp) -> float:

@@ -20,7 +20,7 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     """
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = None
+    node = executor = None
     try:
         node = factory()
         executor = MultiThreadedExecutor(num_threads=threads)
@@ -32,6 +32,9 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:
+            # Let callbacks still running in worker threads finish before the node goes away.
+            executor.shutdown(timeout_sec=5.0)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):

@@ -25,8 +25,8 @@ from motus_msgs.srv import SetMode
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
 from motus_ros.layout import CAMERAS, CONTROL_RATE_HZ, SERVICES, TOPICS, VIDEO_RATE_HZ
-from motus_ros.nodes._observation import (ObservationInput, action_chunk_msg, predicted_future_msg,
-                                          seconds_to_stamp)
+from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, action_chunk_msg,
+                                          predicted_future_msg, seconds_to_stamp)
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 from motus_ros.policy.modes import CONTROL_MODES, check_mode, mode_name
@@ -86,8 +86,9 @@ class PolicyNode(Node):
                                        self.params["sync_tolerance_s"],
                                        self.params["max_observation_age_s"])
         self.chunk_pub = self.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
-        self.future_pub = self.create_publisher(PredictedFuture, TOPICS["predicted_future"], 2)
-        self.image_pub = self.create_publisher(Image, PREDICTED_IMAGE_TOPIC, 2)
+        self.future_pub = self.create_publisher(PredictedFuture, TOPICS["predicted_future"],
+                                                PREDICTION_QOS)
+        self.image_pub = self.create_publisher(Image, PREDICTED_IMAGE_TOPIC, PREDICTION_QOS)
         self.create_subscription(InferenceMode, TOPICS["mode"], self._on_mode, 10)
         self.create_subscription(String, TOPICS["instruction"], self._on_instruction, 10)
         self.create_service(SetMode, SERVICES["set_mode"], self._on_set_mode)

@@ -101,6 +101,7 @@ class RecorderNode(Node):
         self._unknown_warned: set[str] = set()
         self._resubscribe: set[str] = set()
         self._lost: dict[str, int] = {}  # topic -> messages DDS reported lost (best effort)
+        self._lost_at_start: dict[str, int] = {}
         self._session: RecordingSession | None = None
         self._meta: dict | None = None
         self._last_episode: dict = {}
@@ -199,9 +200,11 @@ class RecorderNode(Node):
 
     def _on_message_lost(self, topic: str, info) -> None:
         self._lost[topic] = self._lost.get(topic, 0) + int(info.total_count_change)
-        self.get_logger().error(f"{topic}: DDS lost {self._lost[topic]} message(s) before they "
-                                "reached the recorder (best-effort transport)",
-                                throttle_duration_sec=1.0)
+        # Counted per topic in /diagnostics (WARN); logged at most every 10 s so a CPU-starved
+        # machine does not drown the console.
+        self.get_logger().warning(f"{topic}: DDS lost {self._lost[topic]} message(s) before they "
+                                  "reached the recorder (best-effort publisher; the recorder "
+                                  "cannot ask for them again)", throttle_duration_sec=10.0)
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         msgtype = bag_types.normalize_type(msgtype)
@@ -284,6 +287,7 @@ class RecorderNode(Node):
                 "stop_reason": None,
             }
             self._session = session
+            self._lost_at_start = dict(self._lost)
             for topic, (_, msgtype) in self._subs.items():
                 self._add_to_session(topic, msgtype)
             ep.write_json_atomic(bag_dir / ep.SIDECAR, self._meta)
@@ -319,6 +323,9 @@ class RecorderNode(Node):
             "message_counts": {meta["topics"][t]["bag_topic"]: n for t, n in stats["written"].items()},
             "dropped": stats["dropped"], "writer_error": stats["error"],
             "bytes_written": stats["bytes_written"],
+            # lost in transport before reaching the recorder (best-effort publishers), per topic
+            "dds_lost": {t: n - self._lost_at_start.get(t, 0) for t, n in self._lost.items()
+                         if n > self._lost_at_start.get(t, 0)},
         })
         for info in meta["topics"].values():
             meta["message_counts"].setdefault(info["bag_topic"], 0)
@@ -331,8 +338,9 @@ class RecorderNode(Node):
         total = sum(meta["message_counts"].values())
         dropped = sum(stats["dropped"].values())
         level = self.get_logger().error if dropped or stats["error"] else self.get_logger().info
+        lost = sum(meta["dds_lost"].values())
         level(f"episode {meta['episode_id']} kept: {total} messages, {dropped} dropped, "
-              f"reason {reason} -> {path}")
+              f"{lost} lost in transport, reason {reason} -> {path}")
         return True, str(path), f"{total} messages written, {dropped} dropped ({reason})"
 
     def episode_stats(self) -> dict | None:

@@ -22,8 +22,9 @@ from motus_msgs.msg import ActionChunk, PredictedFuture
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
 from motus_ros.layout import CAMERAS, TOPICS, VIDEO_RATE_HZ
-from motus_ros.nodes._observation import (ObservationInput, chunk_actions, frame_strip,
-                                          predicted_future_msg, seconds_to_stamp, stamp_seconds)
+from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, chunk_actions,
+                                          frame_strip, predicted_future_msg, seconds_to_stamp,
+                                          stamp_seconds)
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 from motus_ros.policy.chain import ChainedRollout
@@ -74,9 +75,9 @@ class WorldModelNode(Node):
         self.last_error = ""
         self.inputs = ObservationInput(self, self.params["cameras"], self.params["sync_tolerance_s"],
                                        self.params["max_observation_age_s"])
-        self.future_pub = self.create_publisher(PredictedFuture, WM_TOPIC, 2)
-        self.image_pub = self.create_publisher(Image, WM_IMAGE_TOPIC, 2)
-        self.strip_pub = self.create_publisher(Image, WM_STRIP_TOPIC, 2)
+        self.future_pub = self.create_publisher(PredictedFuture, WM_TOPIC, PREDICTION_QOS)
+        self.image_pub = self.create_publisher(Image, WM_IMAGE_TOPIC, PREDICTION_QOS)
+        self.strip_pub = self.create_publisher(Image, WM_STRIP_TOPIC, PREDICTION_QOS)
         self.create_subscription(ActionChunk, self.params["action_topic"], self._on_chunk, 10)
         self.create_subscription(String, TOPICS["instruction"], self._on_instruction, 10)
         self.diagnostics = diag.DiagnosticsPublisher(self)

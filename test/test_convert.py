@@ -285,6 +285,11 @@ def test_lerobot_needs_pyarrow_or_parquet(good_bags, tmp_path):
                  "--no-progress"]) == 0
     table = pq.read_table(tmp_path / "lr" / "data/chunk-000/file-000.parquet")
     assert table.num_rows == int(DURATION * 30) + 1
+    # the real Parquet file holds the same actions as the motus format of the same bag
+    from motus_ros.data.convert import convert
+    motus = convert([Path(good_bags[0])], tmp_path / "motus", progress=False)
+    np.testing.assert_allclose(np.stack(table.column("action").to_pylist()),
+                               motus.episodes[0].action, rtol=1e-6)
 
 
 def test_time_source_falls_back_to_receive_times_when_stamps_disagree():

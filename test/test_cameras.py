@@ -313,3 +313,14 @@ def test_camera_node_backend_sim_fails_with_pointer_to_sim_node(ros_context):
 
     with pytest.raises(ParameterError, match="sim node"):
         CameraNode(parameter_overrides=[Parameter("backend", value="sim")])
+
+
+def test_image_qos_defaults_to_reliable_and_names_bad_values():
+    from rclpy.qos import ReliabilityPolicy
+
+    from motus_ros.qos import image_qos
+
+    assert image_qos().reliability == ReliabilityPolicy.RELIABLE
+    assert image_qos("best_effort").reliability == ReliabilityPolicy.BEST_EFFORT
+    with pytest.raises(ValueError, match=r"got 'sensor', expected one of \['reliable', 'best_effort'\]"):
+        image_qos("sensor")

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from motus_ros.cameras.base import CameraIntrinsics
 from motus_ros.image_conversions import numpy_to_image
 from motus_ros.layout import camera_image_topic, camera_info_topic
+from motus_ros.qos import image_qos
 
 
 def camera_info(intr: CameraIntrinsics | None, width: int, height: int, stamp=None,
@@ -37,12 +37,13 @@ class CameraPublisher:
 
     def __init__(self, node, camera: str, intrinsics: CameraIntrinsics | None = None,
                  frame_id: str | None = None, image_topic: str | None = None,
-                 info_topic: str | None = None, qos=qos_profile_sensor_data):
+                 info_topic: str | None = None, qos=None):
         self.camera = camera
         self.intrinsics = intrinsics
         self.frame_id = frame_id or default_frame_id(camera)
         self.image_topic = image_topic or camera_image_topic(camera)
         self.info_topic = info_topic or camera_info_topic(camera)
+        qos = qos or image_qos()  # reliable by default: see motus_ros/qos.py
         self._image_pub = node.create_publisher(Image, self.image_topic, qos)
         self._info_pub = node.create_publisher(CameraInfo, self.info_topic, qos)
         self._info_cache: tuple | None = None

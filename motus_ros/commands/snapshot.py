@@ -68,6 +68,7 @@ class _Listener:
         from motus_msgs.msg import ActionChunk, PredictedFuture  # noqa: PLC0415
         from motus_ros.layout import CAMERAS, TOPICS, camera_image_topic  # noqa: PLC0415
         from motus_ros.nodes._observation import PREDICTION_QOS  # noqa: PLC0415
+        from motus_ros.qos import image_qos  # noqa: PLC0415
 
         self.lock = threading.Lock()
         self.images, self.futures, self.chunk, self.states = {}, {}, None, []
@@ -75,8 +76,7 @@ class _Listener:
             TOPICS["predicted_future"], TOPICS["wm_future"], TOPICS["action_chunk"], joint_states_topic]
         for cam in CAMERAS:
             node.create_subscription(Image, camera_image_topic(cam),
-                                     lambda m, c=cam: self._set(self.images, c, m),
-                                     qos_profile_sensor_data)
+                                     lambda m, c=cam: self._set(self.images, c, m), image_qos())
         for key in ("predicted_future", "wm_future"):
             node.create_subscription(PredictedFuture, TOPICS[key],
                                      lambda m, k=key: self._set(self.futures, k, m),

@@ -14,6 +14,7 @@ from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_ros.image_conversions import image_to_numpy, numpy_to_image
 from motus_ros.layout import JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
 from motus_ros.policy.modes import mode_id
+from motus_ros.qos import image_qos
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
 
 # Predicted futures are published rarely (one per chunk or rollout) and are worth seeing late: keep
@@ -35,14 +36,15 @@ class ObservationInput:
     """Subscribes the cameras and the joint state of a node and feeds an ObservationSync."""
 
     def __init__(self, node, cameras, tolerance_s: float, max_age_s: float,
-                 joint_states_topic: str = TOPICS["joint_states"]):
+                 joint_states_topic: str = TOPICS["joint_states"],
+                 image_reliability: str = "reliable"):
         self.node = node
         self.sync = ObservationSync(cameras, tolerance_s, max_age_s)
         self.bad_state = ""
         self._subs = [
             node.create_subscription(Image, camera_image_topic(cam),
                                      lambda msg, cam=cam: self._on_image(cam, msg),
-                                     qos_profile_sensor_data)
+                                     image_qos(image_reliability))
             for cam in cameras]
         # Best effort also matches reliable publishers; depth 10 absorbs bursts.
         self._subs.append(node.create_subscription(JointState, joint_states_topic,

@@ -16,7 +16,6 @@ import time
 
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from motus_ros import diagnostics as diag
 from motus_ros.cameras.base import BACKENDS, CameraBackend, CameraError, EndOfStream, make_backend
@@ -26,6 +25,7 @@ from motus_ros.cameras.sim import SIM_NODE_HINT
 from motus_ros.layout import CAMERAS
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
+from motus_ros.qos import IMAGE_RELIABILITY, image_qos
 
 GLOBAL_PARAMS = [
     Param("robot", "sim", "robot profile; intrinsics come from calibration/<robot>/<camera>.yaml"),
@@ -44,9 +44,9 @@ GLOBAL_PARAMS = [
     Param("stale_after_s", 1.0, "seconds without a frame before diagnostics report the camera stale",
           min=0.01, max=60.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
-    Param("reliability", "best_effort", "image QoS reliability: best_effort (sensor-data QoS) or "
-          "reliable (no loss under CPU load, more latency; see `motus-ros bench perception --qos`)",
-          choices=("best_effort", "reliable")),
+    Param("reliability", "reliable", "image QoS reliability: reliable (default: best effort lost "
+          "most 640x480 frames here, see motus_ros/qos.py) or best_effort (sensor-data style)",
+          choices=IMAGE_RELIABILITY),
     Param("autostart", True, "configure and activate at start (false: call configure()/activate())"),
 ]
 
@@ -85,10 +85,8 @@ class CameraStream:
         self._thread: threading.Thread | None = None
         intr, self.intrinsics_source = resolve_intrinsics(
             opts["robot"], name, opts["width"], opts["height"], path=opts["calibration"] or None)
-        qos = qos_profile_sensor_data
-        if opts["reliability"] == "reliable":
-            qos = QoSProfile(depth=qos_profile_sensor_data.depth, reliability=ReliabilityPolicy.RELIABLE)
-        self.publisher = CameraPublisher(node, name, intr, opts["frame_id"] or None, qos=qos)
+        self.publisher = CameraPublisher(node, name, intr, opts["frame_id"] or None,
+                                         qos=image_qos(opts["reliability"]))
 
     # -- thread -------------------------------------------------------------------------------
     def start(self) -> None:

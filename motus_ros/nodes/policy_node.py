@@ -31,6 +31,7 @@ from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 from motus_ros.policy.modes import CONTROL_MODES, check_mode, mode_name
 from motus_ros.policy.worker import InferenceWorker
+from motus_ros.qos import IMAGE_RELIABILITY
 
 PREDICTED_IMAGE_TOPIC = TOPICS["predicted_future"] + "/image"
 NODE = "policy node"
@@ -59,6 +60,9 @@ PARAMS = [
           min=1.0, max=1000.0),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
+    Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
+          "for a camera driver that publishes best effort (see motus_ros/qos.py)",
+          choices=IMAGE_RELIABILITY),
     Param("autostart", True, "configure and activate at start"),
 ]
 
@@ -84,7 +88,8 @@ class PolicyNode(Node):
 
         self.inputs = ObservationInput(self, self.params["cameras"],
                                        self.params["sync_tolerance_s"],
-                                       self.params["max_observation_age_s"])
+                                       self.params["max_observation_age_s"],
+                                       image_reliability=self.params["image_reliability"])
         self.chunk_pub = self.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
         self.future_pub = self.create_publisher(PredictedFuture, TOPICS["predicted_future"],
                                                 PREDICTION_QOS)

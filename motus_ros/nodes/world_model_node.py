@@ -29,6 +29,7 @@ from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 from motus_ros.policy.chain import ChainedRollout
 from motus_ros.policy.worker import InferenceWorker
+from motus_ros.qos import IMAGE_RELIABILITY
 
 WM_TOPIC = TOPICS["wm_future"]
 WM_IMAGE_TOPIC = WM_TOPIC + "/image"
@@ -53,6 +54,9 @@ PARAMS = [
           min=0.001, max=3600.0),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
+    Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
+          "for a camera driver that publishes best effort (see motus_ros/qos.py)",
+          choices=IMAGE_RELIABILITY),
     Param("autostart", True, "configure and activate at start"),
 ]
 
@@ -74,7 +78,8 @@ class WorldModelNode(Node):
         self.last_reason = "not configured"
         self.last_error = ""
         self.inputs = ObservationInput(self, self.params["cameras"], self.params["sync_tolerance_s"],
-                                       self.params["max_observation_age_s"])
+                                       self.params["max_observation_age_s"],
+                                       image_reliability=self.params["image_reliability"])
         self.future_pub = self.create_publisher(PredictedFuture, WM_TOPIC, PREDICTION_QOS)
         self.image_pub = self.create_publisher(Image, WM_IMAGE_TOPIC, PREDICTION_QOS)
         self.strip_pub = self.create_publisher(Image, WM_STRIP_TOPIC, PREDICTION_QOS)

@@ -253,8 +253,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stagger", type=int, default=1, choices=(0, 1),
                         help="1: spread the streams over the frame period (independent cameras); "
                              "0: publish them back to back")
-    parser.add_argument("--qos", choices=("sensor", "reliable"), default="sensor",
-                        help="camera QoS: sensor-data (best effort, depth 5; as camera_node) or reliable")
+    parser.add_argument("--qos", choices=("sensor", "reliable"), default="reliable",
+                        help="camera QoS: reliable (camera_node's default, motus_ros/qos.py) or "
+                             "sensor-data (best effort, depth 5)")
     parser.add_argument("--transports", default="LARGE_DATA",
                         help="FASTDDS_BUILTIN_TRANSPORTS value of the measured run (default LARGE_DATA; "
                              "options as LARGE_DATA?max_msg_size=1MB&sockets_size=16MB)")

@@ -15,9 +15,9 @@ MODES = ("vla", "wm", "idm", "vgm", "joint")
 
 class FakePolicy:
     def __init__(self, preset="tiny", checkpoint=None, stats=None, mode="vla", steps=None,
-                 device="cpu", seed=0, robot="sim", frame_size=(32, 48)):
+                 device="cpu", seed=0, robot="sim", frame_size=(32, 48), backend="torch", onnx_path=None):
         self.kwargs = dict(preset=preset, checkpoint=checkpoint, stats=stats, steps=steps,
-                           device=device, seed=seed, robot=robot)
+                           device=device, seed=seed, robot=robot, backend=backend, onnx_path=onnx_path)
         self.set_mode(mode, steps)
         self.frame_size = frame_size
         self.observations: list[dict] = []

@@ -187,13 +187,15 @@ class Motus(nn.Module):
     def generate(self, images: torch.Tensor, state: torch.Tensor, instructions: list[str], mode: str = "vla",
                  steps: int | None = None, actions: torch.Tensor | None = None,
                  future_frames: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 recompute_conditioning: bool = False) -> GenerateOutput:
+                 recompute_conditioning: bool = False, step_fn=None) -> GenerateOutput:
         """Run one chunk in any mode.
 
         images [B,3,H,W] in [-1,1] at the model video size (condition frame); state [B,S] normalized;
         actions [B,chunk,A] normalized (wm); future_frames [B,3,F,H,W] in [-1,1] (idm).
         recompute_conditioning=True re-runs VLM, text encoder and condition-frame encoding at every
         step, as the official release does (kept for the benchmark baseline).
+        step_fn: the per-step network, called like `denoise` (cond, video, t_video, actions, t_action,
+        state, need_video=...); None = self.denoise (eager). Backends (motus.backends) plug in here.
         """
         mode = check_mode(mode)
         video_role, action_role = MODE_TABLE[mode]
@@ -236,8 +238,8 @@ class Motus(nn.Module):
             t_now = float(sampler.sigmas[i])
             tv = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[video_role] * ones
             ta = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[action_role] * ones
-            v_video, v_action = self.denoise(cond, video, tv, act, ta, state.to(device),
-                                             need_video=video_role == DENOISE)
+            v_video, v_action = (step_fn or self.denoise)(cond, video, tv, act, ta, state.to(device),
+                                                          need_video=video_role == DENOISE)
             if video_role == DENOISE:
                 future = sampler.step(v_video[:, :, 1:], i, video[:, :, 1:])
                 video = torch.cat([video[:, :, :1], future], dim=2)

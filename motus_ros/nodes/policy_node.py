@@ -24,6 +24,7 @@ from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_msgs.srv import SetMode
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
+from motus_ros.motus.backends import BACKENDS, BackendUnavailable
 from motus_ros.layout import CAMERAS, CONTROL_RATE_HZ, SERVICES, TOPICS, VIDEO_RATE_HZ
 from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, action_chunk_msg,
                                           predicted_future_msg, seconds_to_stamp)
@@ -45,6 +46,11 @@ PARAMS = [
     Param("stats", "", "normalisation statistics file ('' = the robot's default)"),
     Param("robot", "sim", "robot profile (normalisation statistics, gripper units)"),
     Param("device", "cpu", "torch device (cpu, cuda, cuda:0, ...)"),
+    Param("backend", "torch", "inference backend of the denoising network: torch (eager), torch_compile, "
+          "onnxruntime (runs onnx_path), tensorrt (engine built from onnx_path, needs a CUDA GPU)",
+          choices=BACKENDS),
+    Param("onnx_path", "", "step.onnx or its folder from `motus-ros export onnx` for onnxruntime/tensorrt "
+          "('' = export once into the cache folder ~/.cache/motus_ros/onnx)"),
     Param("steps", 0, "Euler denoising steps per chunk (0 = the preset's default, 10 in the paper)",
           min=0, max=1000),
     Param("seed", 0, "random seed of the sampler", min=0, max=2**31 - 1),
@@ -117,15 +123,16 @@ class PolicyNode(Node):
         try:
             policy = factory(preset=p["preset"], checkpoint=p["checkpoint"] or None,
                              stats=p["stats"] or None, mode=self.mode, steps=self.steps,
-                             device=p["device"], seed=p["seed"], robot=p["robot"])
-        except (FileNotFoundError, ValueError, KeyError) as exc:
+                             device=p["device"], seed=p["seed"], robot=p["robot"],
+                             backend=p["backend"], onnx_path=p["onnx_path"] or None)
+        except (FileNotFoundError, ValueError, KeyError, BackendUnavailable) as exc:
             raise ParameterError(f"cannot load the policy (preset {p['preset']!r}, checkpoint "
                                  f"{p['checkpoint']!r}, stats {p['stats']!r}, robot "
-                                 f"{p['robot']!r}): {exc}") from exc
+                                 f"{p['robot']!r}, backend {p['backend']!r}): {exc}") from exc
         self.worker = InferenceWorker(policy, self._on_result, self._on_error, "policy_inference")
         self.last_reason = "configured"
         self.get_logger().info(f"policy loaded: preset {p['preset']}, mode {self.mode.upper()}, "
-                               f"device {p['device']}")
+                               f"device {p['device']}, backend {p['backend']}")
 
     def activate(self) -> None:
         if self.worker is None:

@@ -8,6 +8,11 @@ returns {"actions": (chunk, 14) float64 absolute positions or None (wm, vgm),
          "frames": (8, H, W, 3) uint8 predicted frames in the tiled layout or None (vla, idm),
          "mode": str, "timing": {"total_s", "conditioning_s", "denoise_s"}, "seed": int}
 
+Backends (`backend=`): torch (default), torch_compile, onnxruntime, tensorrt; see
+motus_ros/motus/backends. For onnxruntime/tensorrt, `onnx_path` names a `motus-ros export onnx`
+output (step.onnx or its folder); left empty, the step network is exported once into the cache
+folder ($MOTUS_ROS_CACHE/onnx, else ~/.cache/motus_ros/onnx) keyed by config and weights, and reused.
+
 Predicted actions are clipped to the statistics range before denormalization, so with the robot's
 joint limits as statistics no command leaves the limits (the driver still enforces them).
 """
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from motus_ros.layout import DOF
+from motus_ros.motus.backends import make_backend
 from motus_ros.motus.config import PRESETS, preset as make_preset
 from motus_ros.motus.model import MODES, build_model, check_mode
 from motus_ros.paths import models_dir, resolve
@@ -42,7 +48,8 @@ class MotusPolicy:
 
     def __init__(self, preset: str = "tiny", checkpoint: str | None = None, stats: str | None = None,
                  mode: str = "vla", steps: int | None = None, device: str = "cpu", seed: int = 0,
-                 robot: str = "sim", recompute_conditioning: bool = False):
+                 robot: str = "sim", recompute_conditioning: bool = False, backend: str = "torch",
+                 onnx_path: str | None = None, precision: str = "auto"):
         if preset not in PRESETS:
             raise ValueError(f"preset '{preset}' is not one of {', '.join(PRESETS)}")
         if robot not in ROBOTS and stats is None:
@@ -61,6 +68,9 @@ class MotusPolicy:
         else:
             self.model, self.load_report = build_model(make_preset(preset), device=self.device, seed=self.seed), None
         self.config = self.model.config
+        self._checkpoint = str(resolve(checkpoint)) if checkpoint else None
+        self._stats_file = str(resolve(stats)) if stats else str(stats_path(robot))
+        self.set_backend(backend, onnx_path, precision)
         if self.config.action_dim != DOF or self.config.state_dim != DOF:
             raise ValueError(f"model action/state dims {self.config.action_dim}/{self.config.state_dim}, expected {DOF}")
         self.mode = "vla"
@@ -80,6 +90,18 @@ class MotusPolicy:
             if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or int(steps) < 1:
                 raise ValueError(f"steps={steps!r}, expected an integer >= 1")
             self.steps = int(steps)
+
+    def set_backend(self, backend: str, onnx_path: str | None = None, precision: str = "auto",
+                    close_previous: bool = True, threads: int = 0) -> None:
+        """Swap the step-network backend (same weights); the old one is closed unless close_previous=False.
+
+        threads: ONNX Runtime intra-op threads (0 = its default, one per physical core)."""
+        new = make_backend(backend, self.model, onnx_path=str(resolve(onnx_path)) if onnx_path else None,
+                           preset=self.preset, checkpoint=self._checkpoint, seed=self.seed, stats=self._stats_file,
+                           robot=self.robot, precision=precision, threads=threads)
+        old, self.backend, self.backend_name = getattr(self, "backend", None), new, backend
+        if old is not None and close_previous:
+            old.close()
 
     # Inference ----------------------------------------------------------------------------------
     def _tiled(self, images: dict, field: str) -> np.ndarray:
@@ -123,7 +145,8 @@ class MotusPolicy:
         out = self.model.generate(images_t, state_t, [instruction], mode=mode, steps=self.steps,
                                   actions=None if actions_in is None else actions_in.to(dev),
                                   future_frames=None if future is None else future.to(dev),
-                                  generator=self._generator, recompute_conditioning=self.recompute_conditioning)
+                                  generator=self._generator, recompute_conditioning=self.recompute_conditioning,
+                                  step_fn=self.backend)
         actions = None
         if out.actions is not None and mode not in ("wm",):
             norm = np.clip(out.actions[0].detach().cpu().double().numpy(), 0.0, 1.0)

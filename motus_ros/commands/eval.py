@@ -1,0 +1,335 @@
+"""`motus-ros eval`: closed-loop success of a trained Motus in simulation, plus offline metrics.
+
+    motus-ros eval --checkpoint CKPT --preset P --task transfer_cube --episodes N
+                   [--seed S --episode-timeout SIM_S --out report.json]
+    motus-ros eval --offline --data DIR --checkpoint CKPT [--out report.json]
+
+Closed loop: brings up the real `sim` graph (config/graphs/sim.yaml: MuJoCo arms and cameras,
+policy, chunk executor; the optional world model, visualizer and recorder are left out unless
+--full-graph) with parameter overrides written to <run>/overrides.yaml (checkpoint, stats, preset,
+instruction, sim seed). For every episode it disables the arms, calls /sim/reset (the next seed of
+the sequence seeded by --seed, so runs are reproducible), waits until the policy has published
+chunks computed from the new scene and the old plan has run out (one chunk horizon), enables the
+arms and watches /sim/task_success and /sim/reward for --episode-timeout seconds of simulated time.
+Chunk latencies come from ActionChunk.inference_latency. With --data the offline metrics (IDM
+action MSE, WM PSNR/SSIM; motus_ros/training/evaluation.py) are added to the report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from motus_ros.cli import CliError
+
+HELP = "evaluate a checkpoint: closed-loop episodes in the sim graph and offline IDM/WM metrics"
+KEEP_NODES = ("arm_driver", "chunk_executor", "policy")
+DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"  # commands/demo.py
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="motus-ros eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="", help="trained folder (motus-ros train --out) or model folder; "
+                                                    "'' = the preset's random weights")
+    p.add_argument("--preset", default="small", help="model preset (the checkpoint's config.json wins)")
+    p.add_argument("--stats", default="", help="normalisation statistics (default CHECKPOINT/stats.json)")
+    p.add_argument("--task", default="transfer_cube", help="sim task (transfer_cube | insertion)")
+    p.add_argument("--instruction", default="", help="instruction (default: the one the checkpoint was trained on)")
+    p.add_argument("--episodes", type=int, default=20, help="closed-loop episodes (default 20)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the sim's episode sequence (default 1: `motus-ros demo --record` runs the sim's "
+                        "default sequence 0, so 1 keeps evaluation placements apart from recorded demos)")
+    p.add_argument("--episode-timeout", type=float, default=12.0,
+                   help="simulated seconds per episode after the arms are enabled (default 12)")
+    p.add_argument("--real-time-factor", type=float, default=1.0,
+                   help="cap on simulated seconds per wall second (lower gives a slow policy more time)")
+    p.add_argument("--steps", type=int, default=0, help="Euler steps per chunk (0 = the model's default)")
+    p.add_argument("--device", default="cpu", help="torch device of the policy node")
+    p.add_argument("--startup-timeout", type=float, default=180.0, help="wall seconds for the graph to come up")
+    p.add_argument("--threads", type=int, default=0,
+                   help="OMP_NUM_THREADS of the node processes (0 = inherit); 1 helps on a shared CPU")
+    p.add_argument("--full-graph", action="store_true", help="also start the world model, visualizer, recorder")
+    p.add_argument("--offline", action="store_true", help="only the offline metrics (needs --data)")
+    p.add_argument("--data", default="", help="converted dataset for the offline metrics (val split)")
+    p.add_argument("--offline-windows", type=int, default=16, help="windows for the offline metrics")
+    p.add_argument("--out", type=Path, default=Path("eval_report.json"), help="report JSON path")
+    p.add_argument("--run-dir", type=Path, default=None, help="folder for node logs (default beside --out)")
+    return p
+
+
+def _checkpoint_files(args) -> tuple[str, str, str]:
+    """(checkpoint, stats, instruction) with defaults taken from a `motus-ros train` folder."""
+    ckpt = str(Path(args.checkpoint).resolve()) if args.checkpoint else ""
+    stats = args.stats
+    instruction = args.instruction
+    if ckpt:
+        folder = Path(ckpt)
+        if not folder.exists():
+            raise CliError(f"--checkpoint {args.checkpoint}: no such file or folder")
+        if not stats and (folder / "stats.json").is_file():
+            stats = str(folder / "stats.json")
+        summary = folder / "training.json"
+        if not instruction and summary.is_file():
+            instruction = json.loads(summary.read_text()).get("instruction", "")
+    return ckpt, str(Path(stats).resolve()) if stats else "", instruction or DEFAULT_INSTRUCTION
+
+
+class EvalMonitor:
+    """rclpy node on simulated time: episode control (arm enable/disable, /sim/reset) and watching."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import Bool, Float64, UInt32
+
+        from motus_msgs.msg import ActionChunk
+        from motus_ros.layout import TOPICS
+
+        rclpy.init()
+        self.node = rclpy.create_node("eval_monitor", parameter_overrides=[
+            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self._lock = threading.Lock()
+        self.episode_number = -1
+        self.chunks: list[tuple[float, float]] = []        # (stamp s, latency s)
+        self.success_times: list[float] = []
+        self.rewards: list[tuple[float, float]] = []       # (sim time s, reward)
+        n = self.node
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
+        n.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
+        n.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
+        n.create_subscription(UInt32, "/sim/episode", self._on_episode, latched)
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(n)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        """Simulated time (s) from /clock."""
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _on_chunk(self, msg) -> None:
+        with self._lock:
+            self.chunks.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, float(msg.inference_latency)))
+
+    def _on_success(self, msg) -> None:
+        if msg.data:
+            with self._lock:
+                self.success_times.append(self.now())
+
+    def _on_reward(self, msg) -> None:
+        with self._lock:
+            self.rewards.append((self.now(), float(msg.data)))
+
+    def _on_episode(self, msg) -> None:
+        with self._lock:
+            self.episode_number = int(msg.data)
+
+    def wait_for(self, predicate, timeout: float, runner=None) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            failed = runner.poll() if runner is not None else None
+            if failed is not None:
+                raise CliError(f"required node {failed.spec.name} died (exit code "
+                               f"{runner.exit_codes[failed.spec.name]}); see its log")
+            time.sleep(0.05)
+        return predicate()
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise CliError(f"service {name} did not appear within {timeout:.0f} s")
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not future.done():
+                raise CliError(f"service {name} did not answer within {timeout:.0f} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def _trigger(monitor: EvalMonitor, name: str) -> str:
+    from std_srvs.srv import Trigger
+
+    res = monitor.call(Trigger, name, Trigger.Request())
+    if not res.success:
+        raise CliError(f"{name} failed: {res.message}")
+    return res.message
+
+
+def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, horizon_s: float, rtf: float):
+    """One seeded episode; returns an EpisodeResult and the latencies of its chunks."""
+    import re
+
+    from motus_ros.layout import SERVICES
+    from motus_ros.training.evaluation import EpisodeResult
+
+    wall0 = time.monotonic()
+    wall_budget = lambda sim_s: 60.0 + 3.0 * sim_s / rtf  # noqa: E731 - sim time may run slower than wall
+    _trigger(monitor, SERVICES["disable"])
+    before = monitor.episode_number
+    n_chunks0 = len(monitor.chunks)            # chunks (and latencies) of this episode: from its reset on
+    message = _trigger(monitor, "/sim/reset")
+    monitor.wait_for(lambda: monitor.episode_number != before, 10.0, runner)
+    t_reset = monitor.now()
+    # Fresh chunks only: computed from observations after the reset, and the old plan run out.
+    fresh = lambda: [c for c in monitor.chunks if c[0] >= t_reset]  # noqa: E731
+    if not monitor.wait_for(lambda: len(fresh()) >= 2 and monitor.now() >= t_reset + horizon_s,
+                            wall_budget(horizon_s), runner):
+        raise CliError(f"episode {index}: the policy published {len(fresh())} chunk(s) from the new scene "
+                       f"within {wall_budget(horizon_s):.0f} s (see the policy log)")
+    _trigger(monitor, SERVICES["enable"])
+    t_start = monitor.now()
+    succeeded = lambda: any(t >= t_start for t in monitor.success_times)  # noqa: E731
+    monitor.wait_for(lambda: succeeded() or monitor.now() - t_start >= timeout_s, wall_budget(timeout_s), runner)
+    t_end = monitor.now()
+    _trigger(monitor, SERVICES["disable"])
+    with monitor._lock:
+        rewards = [r for t, r in monitor.rewards if t_start <= t <= t_end]
+        chunks = monitor.chunks[n_chunks0:]
+    seed = re.search(r"seed (\d+)", message)
+    result = EpisodeResult(index=index, seed=int(seed.group(1)) if seed else None, success=succeeded(),
+                           max_reward=max(rewards, default=0.0), reward_samples=rewards,
+                           sim_duration_s=round(t_end - t_start, 3), wall_duration_s=round(time.monotonic() - wall0, 2),
+                           chunks=len(chunks), reset_message=message)
+    return result, [lat for _, lat in chunks]
+
+
+def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) -> dict:
+    from motus_ros.bringup import GraphRunner
+    from motus_ros.graph import GraphError, load_graph
+    from motus_ros.layout import CONTROL_RATE_HZ
+    from motus_ros.training.evaluation import summarize
+
+    try:
+        graph = load_graph("sim")
+    except GraphError as exc:
+        raise CliError(str(exc)) from None
+    overrides = {
+        "arm_driver": {"ros__parameters": {"sim_task": args.task, "sim_seed": args.seed,
+                                           "sim_real_time_factor": args.real_time_factor}},
+        "policy": {"ros__parameters": {"preset": args.preset, "checkpoint": ckpt, "stats": stats,
+                                       "instruction": instruction, "device": args.device, "steps": args.steps,
+                                       "seed": args.seed}},
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    override_file = run_dir / "overrides.yaml"
+    override_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    nodes = []
+    for spec in graph.nodes:
+        if spec.name not in KEEP_NODES and not args.full_graph:
+            continue
+        if spec.name in overrides:
+            spec = replace(spec, parameters=spec.parameters + (override_file,))   # the last file wins
+        nodes.append(spec)
+    graph = replace(graph, nodes=tuple(nodes))
+    log = open(run_dir / "bringup.log", "w")
+    extra = {"OMP_NUM_THREADS": str(args.threads)} if args.threads > 0 else {}
+    runner = GraphRunner(graph, out=log, log_dir=run_dir / "logs", extra_environment=extra)
+    for key, value in graph.process_environment().items():
+        os.environ.setdefault(key, value)
+    print(f"[eval] bringing up {[n.name for n in graph.nodes]}; logs in {run_dir / 'logs'}", file=sys.stderr,
+          flush=True)
+    monitor = None
+    results, latencies = [], []
+    wall0 = time.monotonic()
+    try:
+        runner.start()
+        monitor = EvalMonitor()
+        if not monitor.wait_for(lambda: len(monitor.chunks) > 0, args.startup_timeout, runner):
+            raise CliError(f"no ActionChunk within {args.startup_timeout:.0f} s of start-up; see {run_dir / 'logs'}")
+        from motus_ros.motus.checkpoint import read_own_config
+        from motus_ros.motus.config import preset as make_preset
+
+        cfg = read_own_config(ckpt) if ckpt else make_preset(args.preset)
+        horizon_s = cfg.chunk_size / CONTROL_RATE_HZ
+        for i in range(args.episodes):
+            result, lat = run_episode(monitor, runner, i, args.episode_timeout, horizon_s, args.real_time_factor)
+            results.append(result)
+            latencies.extend(lat)
+            print(f"[eval] episode {i + 1}/{args.episodes}: success={result.success} "
+                  f"max_reward={result.max_reward:g} chunks={result.chunks} ({result.reset_message})",
+                  file=sys.stderr, flush=True)
+    finally:
+        runner.stop()
+        if monitor is not None:
+            monitor.close()
+        log.close()
+    meta = {"task": args.task, "instruction": instruction, "checkpoint": ckpt or None, "stats": stats or None,
+            "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
+            "real_time_factor_cap": args.real_time_factor,
+            "node_threads": args.threads or "default", "graph": "sim (" + ", ".join(n.name for n in nodes) + ")",
+            "wall_time_s": round(time.monotonic() - wall0, 1),
+            "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
+            "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
+    return summarize(results, latencies, meta)
+
+
+def offline(args, ckpt: str, stats: str) -> dict:
+    from motus_ros.motus.checkpoint import load_checkpoint
+    from motus_ros.motus.config import preset as make_preset
+    from motus_ros.motus.model import build_model
+    from motus_ros.training import dataset as ds
+    from motus_ros.training.evaluation import offline_metrics
+
+    try:
+        data = ds.load_dataset(args.data, stats=stats or None)
+    except ds.DatasetError as exc:
+        raise CliError(str(exc)) from None
+    model = load_checkpoint(ckpt, device=args.device)[0] if ckpt else build_model(make_preset(args.preset), args.device)
+    held_out = data.split("val") or list(range(len(data.episodes)))
+    res = offline_metrics(model, data, held_out, args.offline_windows, steps=args.steps or None, seed=args.seed)
+    res["episodes"] = [data.episodes[i].name for i in held_out]
+    res["split"] = "val" if data.split("val") else "all (no val split)"
+    return res
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.episodes < 0:
+        raise CliError(f"--episodes: got {args.episodes}, expected >= 0")
+    if args.episode_timeout <= 0:
+        raise CliError(f"--episode-timeout: got {args.episode_timeout}, expected > 0 simulated seconds")
+    if args.offline and not args.data:
+        raise CliError("--offline needs --data DIR (a converted dataset; its val split is held out)")
+    ckpt, stats, instruction = _checkpoint_files(args)
+    run_dir = args.run_dir or args.out.parent / (args.out.stem + "_run")
+    report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if not args.offline and args.episodes > 0:
+        report["closed_loop"] = closed_loop(args, ckpt, stats, instruction, run_dir)
+    if args.data:
+        report["offline"] = offline(args, ckpt, stats)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.out)
+    closed = report.get("closed_loop", {})
+    short = {k: closed[k] for k in ("episodes", "successes", "success_rate", "mean_return", "chunk_latency_s")
+             if k in closed}
+    if "offline" in report:
+        short["offline"] = {k: v for k, v in report["offline"].items() if k != "episodes"}
+    print(json.dumps({"report": str(args.out), **short}, indent=2))
+    return 0

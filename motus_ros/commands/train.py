@@ -1,0 +1,102 @@
+"""`motus-ros train`: stage-3 style fine-tuning of Motus on converted episodes.
+
+    motus-ros train --data DIR --preset small --out DIR [--epochs N --batch-size B --lr LR
+                    --resume CKPT --device auto|cpu|cuda --max-steps N --max-minutes M]
+
+DIR comes from `motus-ros convert BAG... --out DIR`. The loop lives in motus_ros/training/trainer.py
+(see its docstring for what lands in --out); `accelerate launch` runs it on several GPUs. The result
+loads with load_policy(checkpoint=OUT, stats=OUT/stats.json) or the policy node's `checkpoint` and
+`stats` parameters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from motus_ros.cli import CliError
+
+HELP = "fine-tune Motus on converted episodes (rectified flow, accelerate, resumable)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from motus_ros.motus.config import PRESETS
+
+    p = argparse.ArgumentParser(prog="motus-ros train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, type=Path, help="converted dataset folder (motus-ros convert --out)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (weights, stats, checkpoints, plots)")
+    p.add_argument("--preset", default="small", choices=PRESETS, help="model preset (default small)")
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training windows (default 10)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per step and process (default 8)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (default 1e-4)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--warmup-steps", type=int, default=50, help="linear warm-up steps (default 50)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no cap)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many wall minutes (0 = no cap)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="auto: what accelerate finds (GPU when present)")
+    p.add_argument("--resume", default="", help="checkpoint folder (or a previous --out) to continue from")
+    p.add_argument("--cache-dir", default="", help="latent cache folder (default DATA/.latent_cache)")
+    p.add_argument("--val-windows", type=int, default=64,
+                   help="validation windows for the sampled-action MSE (0 = all; default 64)")
+    p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0 = epoch ends)")
+    p.add_argument("--encode-batch", type=int, default=4, help="windows per batch of the encoding pass (default 4)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                   help="override a MotusConfig field of the preset, e.g. --set num_layers=4 (repeatable)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch's default); 1 is much faster on a CPU shared with other jobs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_overrides(items: list[str]) -> dict:
+    from motus_ros.motus.config import MotusConfig
+    import dataclasses
+
+    known = {f.name for f in dataclasses.fields(MotusConfig)}
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise CliError(f"--set {item!r}: expected FIELD=VALUE")
+        key, raw = item.split("=", 1)
+        if key not in known:
+            raise CliError(f"--set {key}: not a MotusConfig field; known: {', '.join(sorted(known))}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def main(argv: list[str]) -> int:
+    from motus_ros.training.dataset import DatasetError
+    from motus_ros.training.trainer import TrainConfig, train
+
+    a = build_parser().parse_args(argv)
+    for name in ("epochs", "batch_size"):
+        if getattr(a, name) < 1:
+            raise CliError(f"--{name.replace('_', '-')}: got {getattr(a, name)}, expected >= 1")
+    if a.lr <= 0:
+        raise CliError(f"--lr: got {a.lr}, expected > 0")
+    if not a.data.is_dir():
+        raise CliError(f"--data {a.data}: no such folder")
+    cfg = TrainConfig(data=str(a.data), out=str(a.out), preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
+                      lr=a.lr, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
+                      max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume,
+                      cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
+                      overrides=parse_overrides(a.set), progress=not a.no_progress)
+    if a.threads > 0:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    try:
+        summary = train(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except (DatasetError, FileNotFoundError) as exc:
+        raise CliError(str(exc)) from None
+    summary.pop("history", None)
+    print(json.dumps({k: summary[k] for k in ("steps", "stop_reason", "train_time_s", "initial", "final")
+                      if k in summary}, indent=2))
+    return 0

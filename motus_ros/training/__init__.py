@@ -1,0 +1,1 @@
+"""Training Motus on converted episodes: dataset windows, latent cache, the accelerate loop."""

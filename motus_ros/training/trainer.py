@@ -1,0 +1,473 @@
+"""Stage-3 style supervised fine-tuning of Motus on converted episodes (arXiv 2512.13030, Sec. 4).
+
+Objective: the joint video + action rectified-flow loss with independently drawn video and action
+timesteps (motus.flow.flow_matching_loss). The frozen encoders' outputs come from the latent cache
+(latent_cache.py), so epochs after the first never re-encode video. HuggingFace accelerate runs the
+same loop on one CPU or many GPUs (`accelerate launch motus-ros train ...`); batches are sharded by
+process in a seeded order, so a run is reproducible and resumable mid-epoch.
+
+Outputs in `out/`:
+  model.safetensors, config.json   final weights (motus.checkpoint format: load_policy(checkpoint=out))
+  stats.json                       the normalisation statistics used (load_policy(stats=out/stats.json))
+  checkpoint-last/                 weights + training_state.pt (optimizer, scheduler, step, epoch,
+                                   position in the epoch, RNG states, history): `--resume`
+  metrics.json                     per-step and per-epoch losses, validation action MSE, timings
+  training.json                    summary: hardware, data size, duration, final numbers, tasks
+  loss.png                         loss curves (matplotlib, Agg backend)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from motus_ros.motus.checkpoint import save_checkpoint
+from motus_ros.motus.flow import flow_matching_loss
+from motus_ros.motus.sampler import FlowMatchEulerSampler
+
+from . import dataset as ds
+from .latent_cache import LatentCache, build_or_open
+
+STATE_FILE = "training_state.pt"
+LAST = "checkpoint-last"
+VAL_SEED_OFFSET = 1_000_003    # validation noise is drawn from its own generator: comparable across epochs
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    preset: str = "small"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    max_steps: int = 0                # 0 = epochs * batches
+    max_minutes: float = 0.0          # 0 = no wall-clock cap; else stop (and save) after this long
+    seed: int = 0
+    device: str = "auto"              # auto | cpu | cuda
+    resume: str = ""
+    cache_dir: str = ""               # default <data>/.latent_cache
+    val_windows: int = 64             # validation windows used for the sampled-action MSE (0 = all)
+    val_steps: int = 0                # Euler steps of the sampled actions (0 = the preset's)
+    save_every: int = 0               # also checkpoint every N steps (0 = at epoch ends only)
+    encode_batch: int = 4
+    overrides: dict = field(default_factory=dict)   # MotusConfig fields changed from the preset
+    progress: bool = True
+
+
+class FlowObjective(nn.Module):
+    """Wraps Motus so the loss runs through forward() (what DDP synchronises)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict, generator: torch.Generator):
+        cond = conditioning(self.model, batch)
+        return flow_matching_loss(self.model, batch["latents"], batch["actions"], batch["state"], cond,
+                                  generator=generator)
+
+
+def conditioning(model, batch: dict):
+    mask = batch["vlm_mask"]
+    return model.conditioning_from_features(batch["vlm"], batch["text"], batch["latents"][:, :, :1],
+                                            None if bool(mask.all()) else mask)
+
+
+# Data ----------------------------------------------------------------------------------------------
+class WindowTable:
+    """Cached encoder outputs + normalised state/actions of a list of windows."""
+
+    def __init__(self, dataset: ds.Dataset, cache: LatentCache, wins: list[ds.Window], config):
+        index = cache.index()
+        self.rows = np.asarray([index[w] for w in wins], dtype=np.int64)
+        self.cache = cache
+        self.state = np.zeros((len(wins), config.state_dim), dtype=np.float32)
+        self.actions = np.zeros((len(wins), config.chunk_size, config.action_dim), dtype=np.float32)
+        from motus_ros.policy.transforms import normalize
+
+        for i, w in enumerate(wins):
+            ep = dataset.episodes[w.episode]
+            _, s, a_idx = ds.window_indices(ep, w.frame, config.num_future_frames, config.chunk_size)
+            self.state[i] = normalize(ep.state[s], dataset.stats.state)
+            self.actions[i] = normalize(ep.action[a_idx], dataset.stats.action)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, items: list[int], device) -> dict[str, torch.Tensor]:
+        rows = self.rows[items]
+        order = np.argsort(rows)                        # memory-mapped reads in file order
+        inv = np.argsort(order)
+        latents = np.asarray(self.cache.latents[rows[order]])[inv].astype(np.float32)
+        vlm = np.asarray(self.cache.vlm[rows[order]])[inv]
+        mask = np.asarray(self.cache.vlm_mask[rows[order]])[inv]
+        texts = [self.cache.text[int(t)] for t in self.cache.task[rows]]
+        length = max(len(t) for t in texts)
+        text = np.zeros((len(texts), length, texts[0].shape[-1]), dtype=np.float32)
+        for i, t in enumerate(texts):
+            text[i, : len(t)] = t
+        keep = int(mask.any(0).nonzero()[0].max()) + 1   # drop columns that are padding in every row
+        out = {"latents": latents, "vlm": vlm[:, :keep], "vlm_mask": mask[:, :keep], "text": text,
+               "state": self.state[items], "actions": self.actions[items]}
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in out.items()}
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[int]]:
+    """Seeded permutation of n items cut into batches; process `rank` of `world` takes every world-th."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    batches = [perm[i: i + batch_size] for i in range(0, n, batch_size)]
+    usable = len(batches) - len(batches) % world if world > 1 and len(batches) >= world else len(batches)
+    return batches[:usable][rank::world]
+
+
+# Schedule ------------------------------------------------------------------------------------------
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    """Linear warm-up, then cosine decay to min_ratio of the peak at `total` steps."""
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+# Validation ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_actions_vla(model, batch: dict, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """VLA mode from cached conditioning: future video held at noise (t=1), actions 1 -> 0
+    (the same loop as Motus.generate, without re-running the frozen encoders)."""
+    cfg = model.config
+    cond = conditioning(model, batch)
+    b = batch["state"].shape[0]
+    device = batch["state"].device
+    h, w = cfg.latent_size
+    future_noise = torch.randn((b, cfg.latent_channels, cfg.latent_frames - 1, h, w), generator=generator).to(device)
+    act = torch.randn((b, cfg.chunk_size, cfg.action_dim), generator=generator).to(device)
+    video = torch.cat([batch["latents"][:, :, :1], future_noise], dim=2)
+    sampler = FlowMatchEulerSampler(steps, cfg.sampler_shift)
+    ones = torch.ones(b, device=device)
+    for i in range(steps):
+        _, v_action = model.denoise(cond, video, ones, act, float(sampler.sigmas[i]) * ones, batch["state"],
+                                    need_video=False)
+        act = sampler.step(v_action, i, act)
+    return act
+
+
+@torch.no_grad()
+def validate(model, table: WindowTable | None, batch_size: int, seed: int, device, sample_windows: int,
+             steps: int) -> dict[str, float]:
+    """Flow loss (fixed noise) on every validation window + VLA action MSE on the first ones."""
+    if table is None or len(table) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    g = torch.Generator().manual_seed(seed + VAL_SEED_OFFSET)
+    totals = {"loss": 0.0, "video": 0.0, "action": 0.0}
+    n = len(table)
+    for start in range(0, n, batch_size):
+        items = list(range(start, min(n, start + batch_size)))
+        batch = table.batch(items, device)
+        loss = flow_matching_loss(model, batch["latents"], batch["actions"], batch["state"],
+                                  conditioning(model, batch), generator=g)
+        for key, value in (("loss", loss.total), ("video", loss.video), ("action", loss.action)):
+            totals[key] += float(value) * len(items)
+    out = {f"val_{k}": v / n for k, v in totals.items()}
+    count = n if sample_windows <= 0 else min(n, sample_windows)
+    g = torch.Generator().manual_seed(seed + 2 * VAL_SEED_OFFSET)
+    sq, elems = 0.0, 0
+    for start in range(0, count, batch_size):
+        items = list(range(start, min(count, start + batch_size)))
+        batch = table.batch(items, device)
+        pred = sample_actions_vla(model, batch, steps, g).clamp(0.0, 1.0)   # the runtime clips too
+        sq += float(((pred - batch["actions"]) ** 2).sum())
+        elems += batch["actions"].numel()
+    out["val_action_mse_vla"] = sq / max(1, elems)
+    out["val_action_mse_windows"] = count
+    model.train(was_training)
+    return out
+
+
+# Checkpoints ---------------------------------------------------------------------------------------
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                      "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])}}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+def save_training_checkpoint(folder: Path, model, stats_path: Path, state: dict) -> Path:
+    """Weights (safetensors) + stats + training_state.pt, written to a temp folder then renamed."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp)
+    shutil.copyfile(stats_path, tmp / "stats.json")
+    torch.save(state, tmp / STATE_FILE)
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def resolve_resume(path: str | Path) -> Path:
+    p = Path(path)
+    if (p / STATE_FILE).is_file():
+        return p
+    if (p / LAST / STATE_FILE).is_file():
+        return p / LAST
+    raise FileNotFoundError(f"--resume {path}: no {STATE_FILE} in it or in {p / LAST}")
+
+
+def load_training_state(folder: Path) -> dict:
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# Plot ----------------------------------------------------------------------------------------------
+def plot_losses(history: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = np.asarray([h["step"] for h in history["steps"]])
+    for key, label in (("loss", "train total"), ("video", "train video"), ("action", "train action")):
+        vals = np.asarray([h[key] for h in history["steps"]], dtype=np.float64)
+        k = max(1, len(vals) // 20)   # running mean over ~5% of the run keeps the trend readable
+        smooth = np.convolve(vals, np.ones(k) / k, mode="valid") if len(vals) >= k else vals
+        ax.plot(steps[len(steps) - len(smooth):], smooth, label=label, lw=1)
+    ep = [e for e in history["epochs"] if "val_loss" in e]
+    if ep:
+        ax.plot([e["step"] for e in ep], [e["val_loss"] for e in ep], "o-", label="val total")
+        ax2.plot([e["step"] for e in ep], [e["val_action_mse_vla"] for e in ep], "s-", color="C3")
+    ax.set_xlabel("step")
+    ax.set_ylabel("rectified-flow loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("val action MSE, VLA mode (normalised units)")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def hardware(accelerator) -> dict:
+    info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "device": str(accelerator.device),
+            "processes": accelerator.num_processes, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# The loop ------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Run (or resume) a training; returns the summary written to training.json."""
+    from accelerate import Accelerator
+    from tqdm import tqdm
+
+    from motus_ros.motus.config import MotusConfig, preset as make_preset
+    from motus_ros.motus.checkpoint import load_checkpoint
+    from motus_ros.motus.model import build_model
+
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    accelerator = Accelerator(cpu=cfg.device == "cpu")
+    device = accelerator.device
+    resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
+    state = load_training_state(resume_dir) if resume_dir else None
+    if resume_dir:
+        model, _ = load_checkpoint(resume_dir, device="cpu")
+    else:
+        mcfg = make_preset(cfg.preset)
+        if cfg.overrides:
+            mcfg = MotusConfig.from_dict({**mcfg.to_dict(), **cfg.overrides, "name": f"{cfg.preset}-custom"})
+        model = build_model(mcfg, device="cpu", seed=cfg.seed)
+    model.to(device)
+    mcfg = model.config
+
+    data = ds.load_dataset(cfg.data)
+    ds.check_rates(data, mcfg)
+    train_eps, val_eps = data.split("train"), data.split("val")
+    if not train_eps:
+        raise ds.DatasetError(f"{cfg.data}: no episode in the 'train' split")
+    train_wins, val_wins = ds.windows(data, train_eps), ds.windows(data, val_eps)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.data) / ".latent_cache"
+    t0 = time.perf_counter()
+    with accelerator.main_process_first():
+        cache = build_or_open(model, data, train_wins + val_wins, cache_root, cfg.encode_batch,
+                              cfg.progress and accelerator.is_main_process)
+    encode_s = time.perf_counter() - t0
+    log(f"[train] latent cache {cache.folder} ({'encoded' if cache.built else 'reused'}, {encode_s:.1f} s): "
+        f"{len(train_wins)} train / {len(val_wins)} val windows from {len(train_eps)} / {len(val_eps)} episodes")
+    train_table = WindowTable(data, cache, train_wins, mcfg)
+    val_table = WindowTable(data, cache, val_wins, mcfg) if val_wins else None
+
+    objective = FlowObjective(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    per_epoch = len(epoch_batches(len(train_table), cfg.batch_size, cfg.seed, 0, accelerator.process_index,
+                                  accelerator.num_processes))
+    total = cfg.epochs * per_epoch      # the schedule follows the epochs; max_steps / max_minutes only stop early
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(min(cfg.warmup_steps, total // 10 or 1),
+                                                                       total, cfg.min_lr_ratio))
+    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
+    inner = accelerator.unwrap_model(objective).model
+    flow_gen = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
+
+    history = {"steps": [], "epochs": []}
+    step, epoch, done_in_epoch, train_s = 0, 0, 0, 0.0
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, epoch, done_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        history = json.loads(state["history"])
+        train_s = float(state.get("train_s", 0.0))
+        flow_gen.set_state(state["flow_generator"])
+        set_rng_state(state["rng"])
+        log(f"[train] resumed from {resume_dir}: step {step}, epoch {epoch}, batch {done_in_epoch}")
+    val_steps = cfg.val_steps or mcfg.num_inference_steps
+    stats_path = data.stats_path
+
+    def checkpoint(folder: Path) -> None:
+        if accelerator.is_main_process:
+            save_training_checkpoint(folder, inner, stats_path, {
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "epoch": epoch, "batch_in_epoch": done_in_epoch, "rng": rng_state(),
+                "flow_generator": flow_gen.get_state(), "history": json.dumps(history), "train_s": train_s,
+                "config": json.dumps(asdict(cfg))})
+        accelerator.wait_for_everyone()
+
+    def run_validation() -> dict:
+        t = time.perf_counter()
+        res = validate(inner, val_table, cfg.batch_size, cfg.seed, device, cfg.val_windows, val_steps)
+        res.update({"epoch": epoch, "step": step, "validation_s": round(time.perf_counter() - t, 2)})
+        return res
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not state:
+        history["epochs"].append(run_validation())   # epoch 0: before any update
+        log(f"[train] before training: {_fmt(history['epochs'][-1])}")
+    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    stop_reason = ""
+    objective.train()
+    while True:
+        if cfg.max_steps > 0 and step >= cfg.max_steps:
+            stop_reason = "max_steps"
+        elif epoch >= cfg.epochs:
+            stop_reason = "epochs"
+        elif deadline and time.perf_counter() > deadline:
+            stop_reason = "max_minutes"
+        if stop_reason:
+            break
+        batches = epoch_batches(len(train_table), cfg.batch_size, cfg.seed, epoch, accelerator.process_index,
+                                accelerator.num_processes)
+        bar = tqdm(total=len(batches), initial=done_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not (cfg.progress and accelerator.is_main_process), file=sys.stderr)
+        epoch_losses = []
+        for items in batches[done_in_epoch:]:
+            t = time.perf_counter()
+            batch = train_table.batch(items, device)
+            loss = objective(batch, flow_gen)
+            accelerator.backward(loss.total)
+            if cfg.grad_clip > 0:
+                accelerator.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            done_in_epoch += 1
+            train_s += time.perf_counter() - t
+            rec = {"step": step, "epoch": epoch + 1, "loss": float(loss.total.detach()),
+                   "video": float(loss.video.detach()), "action": float(loss.action.detach()),
+                   "lr": float(scheduler.get_last_lr()[0])}
+            history["steps"].append(rec)
+            epoch_losses.append(rec["loss"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}", act=f"{rec['action']:.4f}")
+            if cfg.save_every and step % cfg.save_every == 0 and done_in_epoch < len(batches):
+                checkpoint(out / LAST)
+            if (cfg.max_steps > 0 and step >= cfg.max_steps) or (deadline and time.perf_counter() > deadline):
+                break
+        bar.close()
+        if done_in_epoch >= len(batches):
+            epoch += 1
+            done_in_epoch = 0
+        res = run_validation()
+        res["train_loss"] = float(np.mean(epoch_losses)) if epoch_losses else None
+        history["epochs"].append(res)
+        log(f"[train] epoch {epoch} step {step}: {_fmt(res)}")
+        checkpoint(out / LAST)
+
+    summary = {}
+    if accelerator.is_main_process:
+        save_checkpoint(inner, out)
+        shutil.copyfile(stats_path, out / "stats.json")
+        (out / "metrics.json").write_text(json.dumps(history, indent=1))
+        plot_losses(history, out / "loss.png")
+        last = history["epochs"][-1] if history["epochs"] else {}
+        first = history["epochs"][0] if history["epochs"] else {}
+        summary = {
+            "preset": cfg.preset, "model": mcfg.name,
+            "parameters": {k: v for k, v in inner.parameter_counts().items()},
+            "trainable_parameters": int(sum(p.numel() for p in params)),
+            "hardware": hardware(accelerator),
+            "data": {"root": str(Path(cfg.data).resolve()), "episodes": len(data.episodes),
+                     "train_episodes": len(train_eps), "val_episodes": len(val_eps),
+                     "train_windows": len(train_wins), "val_windows": len(val_wins), "tasks": data.tasks},
+            "steps": step, "epochs_completed": epoch, "stop_reason": stop_reason,
+            "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "latent_cache": {"folder": str(cache.folder), "encoded_this_run": cache.built,
+                             "encode_s": round(encode_s, 1)},
+            "train_time_s": round(train_s, 1), "wall_time_s": round(time.perf_counter() - started, 1),
+            "initial": {k: v for k, v in first.items() if k.startswith("val_")},
+            "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "train_loss"},
+            "final_train_loss_last_50_steps": (float(np.mean([h["loss"] for h in history["steps"][-50:]]))
+                                               if history["steps"] else None),
+            "instruction": data.tasks[0] if data.tasks else "",
+            "config": asdict(cfg),
+        }
+        (out / "training.json").write_text(json.dumps(summary, indent=2))
+        log(f"[train] done: {step} steps in {train_s:.0f} s of training ({stop_reason}); weights in {out}")
+    accelerator.wait_for_everyone()
+    summary["history"] = history
+    return summary
+
+
+def _fmt(res: dict) -> str:
+    keys = ("train_loss", "val_loss", "val_video", "val_action", "val_action_mse_vla")
+    return ", ".join(f"{k} {res[k]:.4f}" for k in keys if res.get(k) is not None)
+
+
+__all__ = ["FlowObjective", "TrainConfig", "epoch_batches", "lr_lambda", "plot_losses", "resolve_resume",
+           "sample_actions_vla", "train", "validate"]

@@ -15,7 +15,7 @@ import pytest
 from sensor_msgs.msg import JointState
 
 from motus_msgs.msg import ActionChunk, InferenceMode
-from motus_ros.layout import CHUNK_SIZE, DOF, JOINT_NAMES, TOPICS
+from motus_ros.layout import CHUNK_SIZE, JOINT_NAMES, TOPICS
 from ros_harness import wait_until
 
 MOTUS_ROS = str(Path(sys.executable).parent / "motus-ros")

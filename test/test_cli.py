@@ -72,3 +72,22 @@ def test_bringup_dry_run_prints_node_commands():
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("arm_driver_node --ros-args -r __node:=arm_driver")
     assert lines[1].startswith("chunk_executor_node --ros-args -r __node:=chunk_executor")
+
+
+def test_bringup_params_file_goes_last_to_every_node(tmp_path):
+    extra = tmp_path / "overrides.yaml"
+    extra.write_text("chunk_executor:\n  ros__parameters:\n    control_rate_hz: 20.0\n")
+    result = run("bringup", "mock", "--dry-run", "--params-file", str(extra))
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.strip().splitlines():
+        assert line.split("--params-file ")[-1].split()[0] == str(extra)  # after the node's own
+
+
+def test_bringup_bad_params_file_is_one_line_error(tmp_path):
+    missing = run("bringup", "mock", "--dry-run", "--params-file", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml" in missing.stderr and "not found" in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policy: 3\n")
+    wrong = run("bringup", "mock", "--dry-run", "--params-file", str(bad))
+    assert wrong.returncode == 2 and "entry 'policy' must contain 'ros__parameters'" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1

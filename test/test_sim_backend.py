@@ -1,9 +1,6 @@
 """SimArmBackend: arm interface over the MuJoCo world, and its ROS side (/clock, cameras, status)."""
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 

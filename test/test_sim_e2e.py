@@ -35,14 +35,19 @@ def set_mode(ros, mode: int) -> SetMode.Response:
 @pytest.mark.e2e
 @pytest.mark.ros
 @pytest.mark.slow
-def test_sim_graph_closes_the_loop_and_switches_modes(ros):
+def test_sim_graph_closes_the_loop_and_switches_modes(ros, tmp_path):
+    # The tiny preset with random weights keeps the test fast; the shipped profile uses the
+    # trained small weights, which the demo exercises.
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("".join(f"{node}:\n  ros__parameters:\n    preset: tiny\n    checkpoint: ''\n"
+                            f"    stats: ''\n" for node in ("policy", "world_model")))
     frames = [ros.collect(Image, f"/camera_{c}/color/image_raw", qos_profile_sensor_data)
               for c in ("high", "left_wrist", "right_wrist")]
     states = ros.collect(JointState, TOPICS["joint_states"], qos_profile_sensor_data)
     chunks = ros.collect(ActionChunk, TOPICS["action_chunk"])
     policy_futures = ros.collect(PredictedFuture, TOPICS["predicted_future"])
     wm_futures = ros.collect(PredictedFuture, TOPICS["wm_future"])
-    bringup = Bringup("sim", "--only", NODES, "--duration", "240")
+    bringup = Bringup("sim", "--only", NODES, "--duration", "240", "--params-file", str(tiny))
     try:
         chunks.wait_for(2, timeout=150)
         # Stamped with the observation time: simulated seconds, within the sync tolerance of a

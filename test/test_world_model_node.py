@@ -8,8 +8,8 @@ from sensor_msgs.msg import Image
 
 from fake_policy import FakePolicy
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
-from motus_ros.layout import JOINT_NAMES, TOPICS
-from motus_ros.nodes._observation import action_chunk_msg, stamp_seconds
+from motus_ros.layout import TOPICS
+from motus_ros.nodes._observation import action_chunk_msg
 from motus_ros.policy.chain import ChainedRollout, segments, split_tiled
 from ros_harness import wait_until
 from test_policy_node import STATE, ObservationSource

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from motus_ros.cli import CliError
-from motus_ros.graph import GraphError, available_profiles, load_graph
+from motus_ros.graph import GraphError, available_profiles, check_parameters_file, load_graph
 
 HELP = "start a profile's node graph (sim, mock, agilex_aloha2, ac_one) as separate processes"
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to run before stopping everything (default: until Ctrl-C)")
     parser.add_argument("--only", default="", help="comma-separated node names to start (default: all)")
     parser.add_argument("--log-dir", type=Path, default=None, help="also write each node's output here")
+    parser.add_argument("--params-file", type=Path, action="append", default=[], metavar="YAML",
+                        help="extra ROS parameters file given to every node after its own (the last "
+                             "file wins; sections for other node names are ignored); repeatable")
     parser.add_argument("--dry-run", action="store_true", help="print the node commands and exit")
     return parser
 
@@ -42,6 +45,15 @@ def main(argv: list[str]) -> int:
             raise CliError(f"--only: unknown node(s) {unknown}; profile '{graph.profile}' has {names}")
         graph = type(graph)(graph.profile, graph.description, graph.source,
                             tuple(n for n in graph.nodes if n.name in wanted), graph.environment)
+    for extra in args.params_file:
+        try:
+            check_parameters_file(extra, "every node")
+        except GraphError as exc:
+            raise CliError(f"--params-file: {exc}") from None
+    if args.params_file:
+        graph = replace(graph, nodes=tuple(
+            replace(n, parameters=tuple(n.parameters) + tuple(p.resolve() for p in args.params_file))
+            for n in graph.nodes))
     if args.dry_run:
         for node in graph.nodes:
             print(" ".join(node.command()))

@@ -13,17 +13,18 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from motus_ros.cli import CliError
+from motus_ros.graph_monitor import GraphMonitor
 
 HELP = "run the whole loop in simulation and print a summary (--record N: collect expert episodes)"
 # The sim profile runs gym-aloha's transfer-cube scene (config/sim/arm_driver.yaml sets the task).
 TASK = "transfer_cube"
 INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"
+SETTLE_AFTER_SUCCESS_S = 1.0  # wall seconds recorded after the task succeeds
 
 
 @dataclass
@@ -57,24 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class DemoMonitor:
-    """An rclpy node that watches the graph and calls the recorder and sim services."""
+class DemoMonitor(GraphMonitor):
+    """Watches the demo graph; calls the recorder and sim services (GraphMonitor)."""
 
     def __init__(self):
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, Float64
 
         from motus_msgs.msg import ActionChunk, ChunkExecutionStats, PredictedFuture
         from motus_ros.layout import TOPICS
 
-        rclpy.init()
-        self.node = rclpy.create_node("demo_monitor", parameter_overrides=[
-            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        super().__init__("demo_monitor")
         self.seen = DemoObservations()
-        self._lock = threading.Lock()
         n = self.node
         n.create_subscription(JointState, TOPICS["joint_states"], self._on_joints, 10)
         n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
@@ -84,10 +79,6 @@ class DemoMonitor:
         n.create_subscription(ChunkExecutionStats, TOPICS["execution_stats"], self._on_stats, 10)
         n.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
         n.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
-        self.executor = MultiThreadedExecutor(num_threads=2)
-        self.executor.add_node(n)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
 
     def _bump(self, name: str) -> None:
         with self._lock:
@@ -118,41 +109,6 @@ class DemoMonitor:
     def _on_reward(self, msg) -> None:
         with self._lock:
             self.seen.max_reward = max(self.seen.max_reward, float(msg.data))
-
-    def wait_for(self, predicate, timeout: float, runner=None) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            failed = runner.poll() if runner is not None else None
-            if failed is not None:
-                raise CliError(f"required node {failed.spec.name} died (exit code "
-                               f"{runner.exit_codes[failed.spec.name]}); see its log above")
-            time.sleep(0.2)
-        return predicate()
-
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise CliError(f"service {name} did not appear within {timeout:.0f} s")
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not future.done():
-                raise CliError(f"service {name} did not answer within {timeout:.0f} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
-
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -206,16 +162,21 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
         raise CliError("no joint states from the simulated arms within 120 s")
     episodes = []
     for index in range(args.record):
-        reset = monitor.call(Trigger, "/sim/reset", Trigger.Request())
-        if not reset.success:
-            raise CliError(f"/sim/reset failed: {reset.message}")
-        monitor.seen.success = False
+        # Recorder first, then the reset that starts the expert: the bag holds the whole
+        # demonstration from its first step (only a few old messages precede the reset).
         started = monitor.call(StartEpisode, SERVICES["start_episode"],
                                StartEpisode.Request(task=INSTRUCTION, operator_name="scripted expert"))
         if not started.success:
             raise CliError(f"recorder refused to start episode {index}: {started.message}")
+        monitor.seen.success = False
+        reset = monitor.call(Trigger, "/sim/reset", Trigger.Request())
+        if not reset.success:
+            monitor.call(StopEpisode, SERVICES["stop_episode"], StopEpisode.Request(keep=False))
+            raise CliError(f"/sim/reset failed: {reset.message}")
         monitor.wait_for(lambda: monitor.seen.success, args.episode_timeout, runner)
         success = monitor.seen.success
+        if success:  # keep recording the settled hand-over for a moment, as a full episode would
+            monitor.wait_for(lambda: False, SETTLE_AFTER_SUCCESS_S, runner)
         stopped = monitor.call(StopEpisode, SERVICES["stop_episode"], StopEpisode.Request(keep=True))
         episodes.append({"episode": index, "success": success, "bag": stopped.path, "message": stopped.message})
         print(f"[demo] episode {index + 1}/{args.record}: success={success} bag={stopped.path}", flush=True)

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from motus_ros.cli import CliError
+from motus_ros.graph_monitor import GraphMonitor
 
 HELP = "evaluate a checkpoint: closed-loop episodes in the sim graph and offline IDM/WM metrics"
 KEEP_NODES = ("arm_driver", "chunk_executor", "policy")
@@ -82,22 +82,16 @@ def _checkpoint_files(args) -> tuple[str, str, str]:
     return ckpt, str(Path(stats).resolve()) if stats else "", instruction or DEFAULT_INSTRUCTION
 
 
-class EvalMonitor:
-    """rclpy node on simulated time: episode control (arm enable/disable, /sim/reset) and watching."""
+class EvalMonitor(GraphMonitor):
+    """Episode control (arm enable/disable, /sim/reset) and watching, on simulated time."""
 
     def __init__(self):
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
-        from rclpy.parameter import Parameter
         from std_msgs.msg import Bool, Float64, UInt32
 
         from motus_msgs.msg import ActionChunk
         from motus_ros.layout import TOPICS
 
-        rclpy.init()
-        self.node = rclpy.create_node("eval_monitor", parameter_overrides=[
-            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
-        self._lock = threading.Lock()
+        super().__init__("eval_monitor")
         self.episode_number = -1
         self.chunks: list[tuple[float, float]] = []        # (stamp s, latency s)
         self.success_times: list[float] = []
@@ -110,14 +104,6 @@ class EvalMonitor:
         n.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
         n.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
         n.create_subscription(UInt32, "/sim/episode", self._on_episode, latched)
-        self.executor = MultiThreadedExecutor(num_threads=2)
-        self.executor.add_node(n)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def now(self) -> float:
-        """Simulated time (s) from /clock."""
-        return self.node.get_clock().now().nanoseconds * 1e-9
 
     def _on_chunk(self, msg) -> None:
         with self._lock:
@@ -135,41 +121,6 @@ class EvalMonitor:
     def _on_episode(self, msg) -> None:
         with self._lock:
             self.episode_number = int(msg.data)
-
-    def wait_for(self, predicate, timeout: float, runner=None) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            failed = runner.poll() if runner is not None else None
-            if failed is not None:
-                raise CliError(f"required node {failed.spec.name} died (exit code "
-                               f"{runner.exit_codes[failed.spec.name]}); see its log")
-            time.sleep(0.05)
-        return predicate()
-
-    def call(self, srv_type, name: str, request, timeout: float = 30.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise CliError(f"service {name} did not appear within {timeout:.0f} s")
-            future = client.call_async(request)
-            deadline = time.monotonic() + timeout
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if not future.done():
-                raise CliError(f"service {name} did not answer within {timeout:.0f} s")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown()
-
 
 def _trigger(monitor: EvalMonitor, name: str) -> str:
     from std_srvs.srv import Trigger

@@ -1,0 +1,69 @@
+"""An in-process rclpy node that watches a running graph and calls its services.
+
+Shared by `motus-ros demo` and `motus-ros eval`: it follows simulated time (/clock), spins in a
+background thread, and turns a dead required node, a missing service or a silent one into a
+CliError that says which.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from motus_ros.cli import CliError
+
+
+class GraphMonitor:
+    """Node `name` on simulated time; subclasses add their subscriptions in __init__."""
+
+    def __init__(self, name: str):
+        import rclpy  # noqa: PLC0415 - keep `motus-ros --help` free of ROS imports
+        from rclpy.executors import MultiThreadedExecutor  # noqa: PLC0415
+        from rclpy.parameter import Parameter  # noqa: PLC0415
+
+        rclpy.init()
+        self.node = rclpy.create_node(name, parameter_overrides=[
+            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self._lock = threading.Lock()
+        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        """Simulated time (s) from /clock."""
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def wait_for(self, predicate, timeout: float, runner=None, interval: float = 0.05) -> bool:
+        """Poll predicate for up to timeout wall seconds; a dead required node raises CliError."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            failed = runner.poll() if runner is not None else None
+            if failed is not None:
+                raise CliError(f"required node {failed.spec.name} died (exit code "
+                               f"{runner.exit_codes[failed.spec.name]}); see its log")
+            time.sleep(interval)
+        return predicate()
+
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        client = self.node.create_client(srv_type, name)
+        try:
+            if not client.wait_for_service(timeout_sec=timeout):
+                raise CliError(f"service {name} did not appear within {timeout:.0f} s")
+            future = client.call_async(request)
+            deadline = time.monotonic() + timeout
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not future.done():
+                raise CliError(f"service {name} did not answer within {timeout:.0f} s")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def close(self) -> None:
+        import rclpy  # noqa: PLC0415
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown()

@@ -64,6 +64,7 @@ PARAMS = [
           min=0.0, max=10.0),
 ]
 
+STATE_HISTORY = 100  # joint-state publishers' keep-last depth (see __init__)
 AGILEX_JOINT_NAMES = [f"joint{i}" for i in range(ARM_JOINTS + 1)]   # cobot_magic: joint0..joint6
 
 
@@ -99,11 +100,14 @@ class ArmDriverNode(Node):
         self.backend: ArmBackend | None = None
         self._group = MutuallyExclusiveCallbackGroup()
         self._lock = threading.RLock()
-        self.state_pub = self.create_publisher(JointState, TOPICS["joint_states"], 10)
+        # Reliable keep-last: a deep history lets a lagging subscriber (the recorder on a busy
+        # machine) catch up instead of losing states; 100 is 0.5 s at 200 Hz.
+        self.state_pub = self.create_publisher(JointState, TOPICS["joint_states"], STATE_HISTORY)
         self.leader_pub = None
         self.agilex_pubs = {}
         if self.p["publish_agilex_topics"]:
-            self.agilex_pubs = {s: self.create_publisher(JointState, f"/puppet/joint_{s}", 10)
+            self.agilex_pubs = {s: self.create_publisher(JointState, f"/puppet/joint_{s}",
+                                                            STATE_HISTORY)
                                 for s in ("left", "right")}
         self.create_subscription(JointState, TOPICS["joint_command"], self._on_command, 10,
                                  callback_group=self._group)
@@ -144,11 +148,12 @@ class ArmDriverNode(Node):
         self.safety.reset(state.positions)
         self.interp.reset(None)
         if self.p["read_leaders"] and callable(getattr(self.backend, "read_leader", None)):
-            self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"], 10)
+            self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"],
+                                                    STATE_HISTORY)
             if self.p["publish_agilex_topics"]:
                 for s in ("left", "right"):
                     self.agilex_pubs[f"master_{s}"] = self.create_publisher(
-                        JointState, f"/master/joint_{s}", 10)
+                        JointState, f"/master/joint_{s}", STATE_HISTORY)
         self.get_logger().info(
             f"connected backend '{self.p['backend']}' (calibration {self.calibration.source}); "
             f"driver {self.p['rate_hz']:.0f} Hz, watchdog {self.p['command_timeout']:.2f} s")

@@ -203,8 +203,9 @@ class RecorderNode(Node):
         # Counted per topic in /diagnostics (WARN); logged at most every 10 s so a CPU-starved
         # machine does not drown the console.
         self.get_logger().warning(f"{topic}: DDS lost {self._lost[topic]} message(s) before they "
-                                  "reached the recorder (best-effort publisher; the recorder "
-                                  "cannot ask for them again)", throttle_duration_sec=10.0)
+                                  "reached the recorder (a best-effort publisher, or a reliable "
+                                  "one whose keep-last history overflowed while the recorder "
+                                  "lagged: give it a deeper history)", throttle_duration_sec=10.0)
 
     def _subscribe(self, topic: str, msgtype: str) -> None:
         msgtype = bag_types.normalize_type(msgtype)

@@ -56,7 +56,8 @@ class TeleopExpertNode(Node):
         self.published = 0
         self.episodes_started = 0
         self.last_error = ""
-        self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"], 10)
+        # Deep keep-last history so a lagging recorder catches up instead of losing states.
+        self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"], 100)
         self.done_pub = self.create_publisher(Bool, "~/episode_done", 10)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -48,7 +48,7 @@ def compose_snapshot(out: str | Path, cameras: dict[str, np.ndarray], future: np
             ax.text(0.5, 0.5, "no predicted frames", ha="center", va="center")
         ax.axis("off")
     if n_future:
-        fig.text(0.5, 0.5, f"predicted future ({future_label})", ha="center", fontsize=9)
+        fig.text(0.5, 0.665, f"predicted future ({future_label})", ha="center", fontsize=10)
     axes = [fig.add_subplot(grid[2 + j // 7, (j % 7) * 8:(j % 7) * 8 + 7]) for j in range(14)]
     draw_joint_axes(axes, *(predicted or (None, None)), *(executed or (None, None)))
     axes[0].legend(fontsize=6, loc="best")

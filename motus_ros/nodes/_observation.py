@@ -13,6 +13,8 @@ from sensor_msgs.msg import Image, JointState
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_ros.image_conversions import image_to_numpy, numpy_to_image
 from motus_ros.layout import JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
+from motus_ros.motus.backends import BackendUnavailable
+from motus_ros.params import ParameterError
 from motus_ros.policy.modes import mode_id
 from motus_ros.qos import image_qos
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
@@ -138,3 +140,22 @@ def frame_strip(frames: np.ndarray, max_width: int = 1600) -> np.ndarray:
     step = max(1, int(np.ceil(n * w / max_width)))
     small = frames[:, ::step, ::step]
     return np.ascontiguousarray(np.concatenate(list(small), axis=1))
+
+
+def load_model(params: dict, factory, what: str, mode: str, steps: int | None, **options):
+    """The Motus runtime from a node's model parameters (preset, checkpoint, stats, device, seed,
+    robot); load errors become a ParameterError naming the parameters. factory: load_policy or a
+    test double."""
+    if factory is None:
+        from motus_ros.policy.runtime import load_policy  # noqa: PLC0415 - torch import is slow
+        factory = load_policy
+    p = params
+    try:
+        return factory(preset=p["preset"], checkpoint=p["checkpoint"] or None,
+                       stats=p["stats"] or None, mode=mode, steps=steps, device=p["device"],
+                       seed=p["seed"], robot=p["robot"], **options)
+    except (FileNotFoundError, ValueError, KeyError, BackendUnavailable) as exc:
+        chosen = ", ".join(f"{k} {v!r}" for k, v in options.items() if v is not None)
+        raise ParameterError(f"cannot load the {what} (preset {p['preset']!r}, checkpoint "
+                             f"{p['checkpoint']!r}, stats {p['stats']!r}, robot {p['robot']!r}"
+                             f"{', ' + chosen if chosen else ''}): {exc}") from exc

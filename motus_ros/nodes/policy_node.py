@@ -24,12 +24,12 @@ from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_msgs.srv import SetMode
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
-from motus_ros.motus.backends import BACKENDS, BackendUnavailable
+from motus_ros.motus.backends import BACKENDS
 from motus_ros.layout import CAMERAS, CONTROL_RATE_HZ, SERVICES, TOPICS, VIDEO_RATE_HZ
 from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, action_chunk_msg,
-                                          predicted_future_msg, seconds_to_stamp)
+                                          load_model, predicted_future_msg, seconds_to_stamp)
 from motus_ros.nodes._run import run_node
-from motus_ros.params import Param, ParameterError, declare_parameters
+from motus_ros.params import Param, declare_parameters
 from motus_ros.policy.modes import CONTROL_MODES, check_mode, mode_name
 from motus_ros.policy.worker import InferenceWorker
 from motus_ros.qos import IMAGE_RELIABILITY
@@ -116,19 +116,8 @@ class PolicyNode(Node):
         if self.worker is not None:
             return
         p = self.params
-        factory = self._policy_factory
-        if factory is None:
-            from motus_ros.policy.runtime import load_policy  # noqa: PLC0415 - torch import is slow
-            factory = load_policy
-        try:
-            policy = factory(preset=p["preset"], checkpoint=p["checkpoint"] or None,
-                             stats=p["stats"] or None, mode=self.mode, steps=self.steps,
-                             device=p["device"], seed=p["seed"], robot=p["robot"],
-                             backend=p["backend"], onnx_path=p["onnx_path"] or None)
-        except (FileNotFoundError, ValueError, KeyError, BackendUnavailable) as exc:
-            raise ParameterError(f"cannot load the policy (preset {p['preset']!r}, checkpoint "
-                                 f"{p['checkpoint']!r}, stats {p['stats']!r}, robot "
-                                 f"{p['robot']!r}, backend {p['backend']!r}): {exc}") from exc
+        policy = load_model(p, self._policy_factory, "policy", self.mode, self.steps,
+                            backend=p["backend"], onnx_path=p["onnx_path"] or None)
         self.worker = InferenceWorker(policy, self._on_result, self._on_error, "policy_inference")
         self.last_reason = "configured"
         self.get_logger().info(f"policy loaded: preset {p['preset']}, mode {self.mode.upper()}, "

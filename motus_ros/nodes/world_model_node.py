@@ -23,10 +23,10 @@ from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
 from motus_ros.layout import CAMERAS, TOPICS, VIDEO_RATE_HZ
 from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, chunk_actions,
-                                          frame_strip, predicted_future_msg, seconds_to_stamp,
-                                          stamp_seconds)
+                                          frame_strip, load_model, predicted_future_msg,
+                                          seconds_to_stamp, stamp_seconds)
 from motus_ros.nodes._run import run_node
-from motus_ros.params import Param, ParameterError, declare_parameters
+from motus_ros.params import Param, declare_parameters
 from motus_ros.policy.chain import ChainedRollout
 from motus_ros.policy.worker import InferenceWorker
 from motus_ros.qos import IMAGE_RELIABILITY
@@ -96,17 +96,7 @@ class WorldModelNode(Node):
         if self.worker is not None:
             return
         p = self.params
-        factory = self._policy_factory
-        if factory is None:
-            from motus_ros.policy.runtime import load_policy  # noqa: PLC0415
-            factory = load_policy
-        try:
-            policy = factory(preset=p["preset"], checkpoint=p["checkpoint"] or None,
-                             stats=p["stats"] or None, mode="wm", steps=p["steps"] or None,
-                             device=p["device"], seed=p["seed"], robot=p["robot"])
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise ParameterError(f"cannot load the world model (preset {p['preset']!r}, checkpoint "
-                                 f"{p['checkpoint']!r}): {exc}") from exc
+        policy = load_model(p, self._policy_factory, "world model", "wm", p["steps"] or None)
         self.worker = InferenceWorker(ChainedRollout(policy, p["chain"]), self._on_result,
                                       self._on_error, "world_model_inference")
         self.last_reason = "configured"

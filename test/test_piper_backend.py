@@ -16,6 +16,7 @@ from motus_ros.hardware import piper_can as pc
 from motus_ros.hardware.piper import PiperArmBackend
 from motus_ros.hardware.piper_fake import FakePiperArm
 from motus_ros.layout import DOF
+from ros_harness import wait_until
 
 _ids = itertools.count()
 
@@ -198,4 +199,5 @@ def test_enable_after_emergency_stop_sends_resume_then_enables_again(rig):
     ids = [f.arbitration_id for f in left.received()]
     assert left.received(pc.MOTION_CTRL_1)[0].data == bytes([0x02, 0, 0, 0, 0, 0, 0, 0])
     assert ids.index(pc.MOTION_CTRL_1) < ids.index(pc.MOTOR_ENABLE_DISABLE) < ids.index(pc.MOTION_CTRL_2)
-    assert backend.read().enabled
+    # the arm's status feedback reaches the backend a few frames later
+    wait_until(lambda: backend.read().enabled, 5.0, "the arm to report enabled after resume")

@@ -12,12 +12,32 @@ from sensor_msgs.msg import Image, JointState
 
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_ros.image_conversions import image_to_numpy, numpy_to_image
-from motus_ros.layout import JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
+from motus_ros.layout import CAMERAS, JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera_image_topic
 from motus_ros.motus.backends import BackendUnavailable
-from motus_ros.params import ParameterError
+from motus_ros.params import Param, ParameterError
 from motus_ros.policy.modes import mode_id
-from motus_ros.qos import image_qos
+from motus_ros.qos import IMAGE_RELIABILITY, image_qos
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
+
+# Parameters shared by the nodes that run Motus (policy, world model): the model ...
+MODEL_PARAMS = [
+    Param("preset", "tiny", "model preset name (motus_ros/motus/config.py)"),
+    Param("checkpoint", "", "weights folder or file ('' = the preset's randomly initialised weights)"),
+    Param("stats", "", "normalisation statistics file ('' = the robot's default in models/stats/)"),
+    Param("robot", "sim", "robot profile (normalisation statistics, gripper units)"),
+    Param("device", "cpu", "torch device (cpu, cuda, cuda:0, ...)"),
+    Param("seed", 0, "random seed of the sampler", min=0, max=2**31 - 1),
+]
+# ... and the observation it reads.
+INPUT_PARAMS = [
+    Param("instruction", "", "task instruction text (also settable on /motus/instruction)"),
+    Param("cameras", list(CAMERAS), "camera names, in the model's order (high, left, right wrist)"),
+    Param("sync_tolerance_s", 0.05, "largest stamp spread between matched cameras and joint state (s)",
+          min=0.0, max=10.0),
+    Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
+          "for a camera driver that publishes best effort (see motus_ros/qos.py)",
+          choices=IMAGE_RELIABILITY),
+]
 
 # Predicted futures are published rarely (one per chunk or rollout) and are worth seeing late: keep
 # the latest one for subscribers that join afterwards (RViz, `motus-ros snapshot`).

@@ -25,14 +25,14 @@ from motus_msgs.srv import SetMode
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
 from motus_ros.motus.backends import BACKENDS
-from motus_ros.layout import CAMERAS, CONTROL_RATE_HZ, SERVICES, TOPICS, VIDEO_RATE_HZ
-from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, action_chunk_msg,
-                                          load_model, predicted_future_msg, seconds_to_stamp)
+from motus_ros.layout import CONTROL_RATE_HZ, SERVICES, TOPICS, VIDEO_RATE_HZ
+from motus_ros.nodes._observation import (INPUT_PARAMS, MODEL_PARAMS, PREDICTION_QOS,
+                                          ObservationInput, action_chunk_msg, load_model,
+                                          predicted_future_msg, seconds_to_stamp)
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, declare_parameters
 from motus_ros.policy.modes import CONTROL_MODES, check_mode, mode_name
 from motus_ros.policy.worker import InferenceWorker
-from motus_ros.qos import IMAGE_RELIABILITY
 
 PREDICTED_IMAGE_TOPIC = TOPICS["predicted_future"] + "/image"
 NODE = "policy node"
@@ -41,11 +41,8 @@ NO_INSTRUCTION = ("no instruction: set the 'instruction' parameter or publish st
 WHY = "WM, IDM and VGM never command the arm; run world_model_node for WM rollouts"
 
 PARAMS = [
-    Param("preset", "tiny", "model preset name (models/ presets)"),
-    Param("checkpoint", "", "weights file ('' = the preset's randomly initialised weights)"),
-    Param("stats", "", "normalisation statistics file ('' = the robot's default)"),
-    Param("robot", "sim", "robot profile (normalisation statistics, gripper units)"),
-    Param("device", "cpu", "torch device (cpu, cuda, cuda:0, ...)"),
+    *MODEL_PARAMS,
+    *INPUT_PARAMS,
     Param("backend", "torch", "inference backend of the denoising network: torch (eager), torch_compile, "
           "onnxruntime (runs onnx_path), tensorrt (engine built from onnx_path, needs a CUDA GPU)",
           choices=BACKENDS),
@@ -53,22 +50,14 @@ PARAMS = [
           "('' = export once into the cache folder ~/.cache/motus_ros/onnx)"),
     Param("steps", 0, "Euler denoising steps per chunk (0 = the preset's default, 10 in the paper)",
           min=0, max=1000),
-    Param("seed", 0, "random seed of the sampler", min=0, max=2**31 - 1),
     Param("mode", "vla", "inference mode at start", choices=("vla", "joint", "VLA", "JOINT")),
-    Param("instruction", "", "task instruction text (also settable on /motus/instruction)"),
-    Param("cameras", list(CAMERAS), "camera names, in the model's order (high, left, right wrist)"),
     Param("tick_rate_hz", 10.0, "rate at which a new inference may start (Hz)", min=0.1, max=1000.0),
-    Param("sync_tolerance_s", 0.05, "largest stamp spread between matched cameras and joint state (s)",
-          min=0.0, max=10.0),
     Param("max_observation_age_s", 0.5, "observations older than this are refused (s, node clock)",
           min=0.001, max=3600.0),
     Param("control_rate_hz", CONTROL_RATE_HZ, "rate of the action rows (Hz); sets control_period",
           min=1.0, max=1000.0),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
-    Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
-          "for a camera driver that publishes best effort (see motus_ros/qos.py)",
-          choices=IMAGE_RELIABILITY),
     Param("autostart", True, "configure and activate at start"),
 ]
 

@@ -21,42 +21,31 @@ from std_msgs.msg import String
 from motus_msgs.msg import ActionChunk, PredictedFuture
 from motus_ros import diagnostics as diag
 from motus_ros.image_conversions import numpy_to_image
-from motus_ros.layout import CAMERAS, TOPICS, VIDEO_RATE_HZ
-from motus_ros.nodes._observation import (PREDICTION_QOS, ObservationInput, chunk_actions,
-                                          frame_strip, load_model, predicted_future_msg,
-                                          seconds_to_stamp, stamp_seconds)
+from motus_ros.layout import TOPICS, VIDEO_RATE_HZ
+from motus_ros.nodes._observation import (INPUT_PARAMS, MODEL_PARAMS, PREDICTION_QOS,
+                                          ObservationInput, chunk_actions, frame_strip, load_model,
+                                          predicted_future_msg, seconds_to_stamp, stamp_seconds)
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, declare_parameters
 from motus_ros.policy.chain import ChainedRollout
 from motus_ros.policy.worker import InferenceWorker
-from motus_ros.qos import IMAGE_RELIABILITY
 
 WM_TOPIC = TOPICS["wm_future"]
 WM_IMAGE_TOPIC = WM_TOPIC + "/image"
 WM_STRIP_TOPIC = WM_TOPIC + "/strip"
 
 PARAMS = [
-    Param("preset", "tiny", "model preset name"),
-    Param("checkpoint", "", "weights file ('' = the preset's randomly initialised weights)"),
-    Param("stats", "", "normalisation statistics file ('' = the robot's default)"),
-    Param("robot", "sim", "robot profile"),
-    Param("device", "cpu", "torch device"),
+    *MODEL_PARAMS,
+    *INPUT_PARAMS,
     Param("steps", 0, "Euler denoising steps per rollout (0 = preset default)", min=0, max=1000),
-    Param("seed", 0, "random seed", min=0, max=2**31 - 1),
-    Param("instruction", "", "task instruction text (also settable on /motus/instruction)"),
-    Param("cameras", list(CAMERAS), "camera names in the model's order"),
     Param("action_topic", TOPICS["action_chunk"], "ActionChunk topic to imagine (policy's or a user's)"),
     Param("chain", 1, "rollouts chained per chunk (each adds 8 frames = 1.6 s)", min=1, max=16),
     Param("tick_rate_hz", 10.0, "rate at which a waiting chunk may start a rollout (Hz)",
           min=0.1, max=1000.0),
-    Param("sync_tolerance_s", 0.05, "largest stamp spread between matched inputs (s)", min=0.0, max=10.0),
     Param("max_observation_age_s", 5.0, "observations older than this are not imagined from (s)",
           min=0.001, max=3600.0),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
-    Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
-          "for a camera driver that publishes best effort (see motus_ros/qos.py)",
-          choices=IMAGE_RELIABILITY),
     Param("autostart", True, "configure and activate at start"),
 ]
 

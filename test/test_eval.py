@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from motus_ros.training.evaluation import EpisodeResult, offline_metrics, percentile, psnr, ssim, summarize
 
@@ -65,7 +66,7 @@ def test_offline_metrics_on_held_out_episodes(tmp_path):
 def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run([MOTUS_ROS, "eval", "--preset", "tiny", "--episodes", "1", "--episode-timeout", "1.5",
-                           "--out", str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
+                           "--strategy", "replace", "--out", str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())["closed_loop"]
     assert report["episodes"] == 1 and report["task"] == "transfer_cube"
@@ -77,3 +78,7 @@ def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     assert report["chunk_latency_s"]["count"] >= 1 and report["chunk_latency_s"]["median"] > 0
     logs = tmp_path / "report_run" / "logs"
     assert {p.stem for p in logs.glob("*.log")} == {"arm_driver", "chunk_executor", "policy"}
+    # --strategy reaches the executor through the overrides file the graph is started with
+    assert report["executor_strategy"] == "replace"
+    overrides = yaml.safe_load((tmp_path / "report_run" / "overrides.yaml").read_text())
+    assert overrides["chunk_executor"]["ros__parameters"]["strategy"] == "replace"

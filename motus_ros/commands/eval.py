@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-time-factor", type=float, default=1.0,
                    help="cap on simulated seconds per wall second (lower gives a slow policy more time)")
     p.add_argument("--steps", type=int, default=0, help="Euler steps per chunk (0 = the model's default)")
+    p.add_argument("--strategy", default="", choices=("", "replace", "temporal_ensemble", "rtc"),
+                   help="chunk executor blending ('' = config/sim/chunk_executor.yaml)")
     p.add_argument("--device", default="cpu", help="torch device of the policy node")
     p.add_argument("--startup-timeout", type=float, default=180.0, help="wall seconds for the graph to come up")
     p.add_argument("--threads", type=int, default=0,
@@ -182,6 +184,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
     overrides = {
         "arm_driver": {"ros__parameters": {"sim_task": args.task, "sim_seed": args.seed,
                                            "sim_real_time_factor": args.real_time_factor}},
+        **({"chunk_executor": {"ros__parameters": {"strategy": args.strategy}}} if args.strategy else {}),
         "policy": {"ros__parameters": {"preset": args.preset, "checkpoint": ckpt, "stats": stats,
                                        "instruction": instruction, "device": args.device, "steps": args.steps,
                                        "seed": args.seed}},
@@ -232,7 +235,8 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
     meta = {"task": args.task, "instruction": instruction, "checkpoint": ckpt or None, "stats": stats or None,
             "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
             "real_time_factor_cap": args.real_time_factor,
-            "node_threads": args.threads or "default", "graph": "sim (" + ", ".join(n.name for n in nodes) + ")",
+            "node_threads": args.threads or "default",
+            "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(n.name for n in nodes) + ")",
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}

@@ -16,8 +16,8 @@ from motus_ros.layout import CAMERAS, JOINT_NAMES, TOPICS, VIDEO_RATE_HZ, camera
 from motus_ros.motus.backends import BackendUnavailable
 from motus_ros.params import Param, ParameterError
 from motus_ros.policy.modes import mode_id
-from motus_ros.qos import IMAGE_RELIABILITY, image_qos
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
+from motus_ros.qos import IMAGE_RELIABILITY, image_qos
 
 # Parameters shared by the nodes that run Motus (policy, world model): the model ...
 MODEL_PARAMS = [
@@ -68,7 +68,7 @@ class ObservationInput:
                                      lambda msg, cam=cam: self._on_image(cam, msg),
                                      image_qos(image_reliability))
             for cam in cameras]
-        # Best effort also matches reliable publishers; depth 10 absorbs bursts.
+        # Best effort matches any publisher; only the newest states matter to the sync.
         self._subs.append(node.create_subscription(JointState, joint_states_topic,
                                                    self._on_state, qos_profile_sensor_data))
 

@@ -460,29 +460,25 @@ def _log(text: str) -> None:
     tqdm.write(text, file=sys.stderr)  # keeps the progress bar intact
 
 
-def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progress: bool = True,
-            log: Callable[[str], None] = _log) -> ConvertReport:
-    """Convert every bag; a bad bag is reported (name + problem) and skipped, never fatal."""
-    from tqdm import tqdm
-    cfg = cfg or ConvertConfig()
-    out = Path(out)
-    (out / "episodes").mkdir(parents=True, exist_ok=True)
-    tiler = resolve_tiler()
-    episodes, failures, taken = [], [], set()
-    for bag in tqdm(bags, desc="convert", unit="bag", disable=not progress, file=sys.stderr):
-        try:
-            episode, frames = convert_bag(bag, cfg, tiler)
-        except (ConvertError, BagError) as exc:
-            failures.append((str(bag), str(exc)))
-            log(f"skipped {bag}: {exc}")
-            continue
-        except Exception as exc:  # noqa: BLE001 - a malformed bag must not stop the batch
-            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
-            log(f"skipped {bag}: unreadable bag ({type(exc).__name__}: {exc})")
-            continue
-        episode.name = _unique_name(episode.name, taken)
-        write_episode(out, episode, frames, cfg.compress)
-        episodes.append(episode)
+def read_or_skip(bag, work: Callable[[], object], failures: list[tuple[str, str]],
+                 log: Callable[[str], None]):
+    """work() for one bag, or None after recording (bag, problem) in failures and logging it:
+    a malformed bag is reported by name and skipped, it never stops the batch."""
+    try:
+        return work()
+    except (ConvertError, BagError) as exc:
+        failures.append((str(bag), str(exc)))
+        log(f"skipped {bag}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a malformed bag must not stop the batch
+        failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
+        log(f"skipped {bag}: unreadable bag ({type(exc).__name__}: {exc})")
+    return None
+
+
+def finalize_dataset(out: Path, episodes: list[ConvertedEpisode], cfg: ConvertConfig,
+                     failures: list[tuple[str, str]], source: str) -> None:
+    """Train/val split into each episode.json, per-robot statistics (stats.json, stats/<robot>.json)
+    and dataset.json over episodes already written under out/episodes/."""
     splits = assign_splits([e.name for e in episodes], cfg.val_fraction, cfg.seed)
     for e in episodes:
         e.split = splits[e.name]
@@ -496,7 +492,7 @@ def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progr
         (out / "stats").mkdir(exist_ok=True)
         ep.write_json_atomic(out / "stats" / f"{robot}.json", {
             "action": entry["action"], "state": entry["state"], "names": entry["names"],
-            "source": f"motus-ros convert: {entry['episodes']} episode(s), {entry['steps']} steps"})
+            "source": f"{source}: {entry['episodes']} episode(s), {entry['steps']} steps"})
     ep.write_json_atomic(out / "dataset.json", {
         "format": "motus_ros episodes", "format_version": FORMAT_VERSION,
         "control_rate_hz": cfg.control_rate_hz, "video_rate_hz": cfg.video_rate_hz,
@@ -507,4 +503,24 @@ def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progr
         "splits": {s: [e.name for e in episodes if e.split == s] for s in ("train", "val")},
         "failures": [{"bag": b, "problem": p} for b, p in failures],
     })
+
+
+def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progress: bool = True,
+            log: Callable[[str], None] = _log) -> ConvertReport:
+    """Convert every bag; a bad bag is reported (name + problem) and skipped, never fatal."""
+    from tqdm import tqdm
+    cfg = cfg or ConvertConfig()
+    out = Path(out)
+    (out / "episodes").mkdir(parents=True, exist_ok=True)
+    tiler = resolve_tiler()
+    episodes, failures, taken = [], [], set()
+    for bag in tqdm(bags, desc="convert", unit="bag", disable=not progress, file=sys.stderr):
+        result = read_or_skip(bag, lambda: convert_bag(bag, cfg, tiler), failures, log)
+        if result is None:
+            continue
+        episode, frames = result
+        episode.name = _unique_name(episode.name, taken)
+        write_episode(out, episode, frames, cfg.compress)
+        episodes.append(episode)
+    finalize_dataset(out, episodes, cfg, failures, "motus-ros convert")
     return ConvertReport(episodes, failures)

@@ -28,10 +28,9 @@ import numpy as np
 
 from motus_ros import layout
 from motus_ros.data import episode as ep
-from motus_ros.data.bag_repair import BagError
 from motus_ros.data.convert import (ConvertConfig, ConvertError, ConvertReport, ConvertedEpisode,
-                                    _log, assign_splits, make_timeline, read_bag, resample,
-                                    stream_frames)
+                                    _log, assign_splits, make_timeline, read_bag, read_or_skip,
+                                    resample, stream_frames)
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -170,18 +169,13 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
     # Phase 1: read joints and timelines (cheap), so splits can be ordered train-first.
     loaded = []
     for bag in tqdm(bags, desc="read", unit="bag", disable=not progress, file=sys.stderr):
-        try:
+        def read(bag=bag):
             contents = read_bag(bag, cfg)
-            timeline = make_timeline(contents, cfg)
-        except (ConvertError, BagError) as exc:
-            failures.append((str(bag), str(exc)))
-            log(f"skipped {bag}: {exc}")
-            continue
-        except Exception as exc:  # noqa: BLE001 - a malformed bag must not stop the batch
-            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
-            log(f"skipped {bag}: unreadable bag ({type(exc).__name__}: {exc})")
-            continue
-        loaded.append((bag, contents, timeline))
+            return contents, make_timeline(contents, cfg)
+
+        result = read_or_skip(bag, read, failures, log)
+        if result is not None:
+            loaded.append((bag, *result))
     names = [f"{i}:{Path(b).name}" for i, (b, _, _) in enumerate(loaded)]
     splits = assign_splits(names, cfg.val_fraction, cfg.seed)
     order = sorted(range(len(loaded)), key=lambda i: (splits[names[i]] != "train", i))

@@ -22,7 +22,6 @@ import numpy as np
 
 from motus_ros import layout
 from motus_ros.data import convert as cv
-from motus_ros.data import episode as ep_io
 
 SEED_BASE = 1_000_000        # episode seeds SEED_BASE + seed * 10_000 + i: apart from evaluation sequences
 IMAGE_SIZE = (240, 320)      # hardware.sim_backend defaults sim_image_height / sim_image_width
@@ -78,32 +77,9 @@ def _load_existing(root: Path) -> list[cv.ConvertedEpisode]:
 
 
 def finalize(root: Path, episodes: list[cv.ConvertedEpisode], val_fraction: float = 0.1, seed: int = 0) -> None:
-    """Splits, statistics and dataset.json over `episodes` (as motus_ros.data.convert.convert does)."""
-    splits = cv.assign_splits([e.name for e in episodes], val_fraction, seed)
-    for e in episodes:
-        e.split = splits[e.name]
-        path = root / "episodes" / e.name / "episode.json"
-        meta = json.loads(path.read_text())
-        meta["split"] = e.split
-        ep_io.write_json_atomic(path, meta)
-    stats = cv.compute_stats(episodes)
-    ep_io.write_json_atomic(root / "stats.json", stats)
-    (root / "stats").mkdir(exist_ok=True)
-    for robot, entry in stats.items():
-        ep_io.write_json_atomic(root / "stats" / f"{robot}.json", {
-            "action": entry["action"], "state": entry["state"], "names": entry["names"],
-            "source": f"motus_ros training data: {entry['episodes']} episode(s), {entry['steps']} steps"})
-    ep_io.write_json_atomic(root / "dataset.json", {
-        "format": "motus_ros episodes", "format_version": cv.FORMAT_VERSION,
-        "control_rate_hz": layout.CONTROL_RATE_HZ, "video_rate_hz": layout.VIDEO_RATE_HZ,
-        "joint_names": list(layout.JOINT_NAMES), "cameras": list(layout.CAMERAS),
-        "tile": {"height": cv.TILE_HEIGHT, "width": cv.TILE_WIDTH},
-        "episodes": [{"name": e.name, "split": e.split, "robot": e.robot, "task": e.task,
-                      "steps": int(len(e.timestamps)), "source": e.source} for e in episodes],
-        "splits": {s: [e.name for e in episodes if e.split == s] for s in ("train", "val")},
-        "failures": [],
-    })
-
+    """Splits, statistics and dataset.json over `episodes`, exactly as `motus-ros convert` writes them."""
+    cv.finalize_dataset(root, episodes, cv.ConvertConfig(val_fraction=val_fraction, seed=seed), [],
+                        "motus_ros training data")
 
 def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm

@@ -26,6 +26,7 @@ from motus_ros.motus.backends.tensorrt_backend import plan_engine, profile_shape
 from motus_ros.motus.backends.torch_backend import TorchBackend
 from motus_ros.motus.config import preset
 from motus_ros.motus.model import MODES, build_model
+from model_inputs import random_inputs
 
 torch.set_num_threads(2)
 ATOL = 1e-4
@@ -47,14 +48,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def inputs(model):
-    cfg = model.config
-    g = torch.Generator().manual_seed(123)
-    return {
-        "images": torch.rand(1, 3, cfg.video_height, cfg.video_width, generator=g) * 2 - 1,
-        "state": torch.rand(1, cfg.state_dim, generator=g),
-        "actions": torch.rand(1, cfg.chunk_size, cfg.action_dim, generator=g),
-        "future": torch.rand(1, 3, cfg.num_future_frames, cfg.video_height, cfg.video_width, generator=g) * 2 - 1,
-    }
+    return random_inputs(model.config)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from motus_ros.motus.config import MotusConfig, preset
 from motus_ros.motus.flow import flow_matching_loss, sample_logit_normal, sample_shifted_uniform
 from motus_ros.motus.model import MODES, build_model, check_mode
 from motus_ros.motus.sampler import FlowMatchEulerSampler
+from model_inputs import random_inputs
 
 torch.set_num_threads(2)
 
@@ -19,14 +20,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def inputs(model):
-    cfg = model.config
-    g = torch.Generator().manual_seed(123)
-    return {
-        "images": torch.rand(1, 3, cfg.video_height, cfg.video_width, generator=g) * 2 - 1,
-        "state": torch.rand(1, cfg.state_dim, generator=g),
-        "actions": torch.rand(1, cfg.chunk_size, cfg.action_dim, generator=g),
-        "future": torch.rand(1, 3, cfg.num_future_frames, cfg.video_height, cfg.video_width, generator=g) * 2 - 1,
-    }
+    return random_inputs(model.config)
 
 
 def run(model, inputs, mode, seed=0, **kw):

@@ -170,3 +170,23 @@ def test_cache_key_follows_data_and_encoder_weights(data_dir):
         next(model.vae.parameters()).add_(1.0)
     changed, changed_inputs = cache_key(data, model)
     assert changed != key and changed_inputs["dataset"] == inputs["dataset"]
+
+
+def test_init_starts_from_the_given_weights_with_changed_loss_weights(data_dir, cache_dir, tmp_path):
+    base = train(config(data_dir, cache_dir, tmp_path / "base", epochs=1, max_steps=2), log=lambda s: None)
+    start = read_own_weights(tmp_path / "base")
+    tuned = train(config(data_dir, cache_dir, tmp_path / "tuned", epochs=1, max_steps=1, lr=1e-12,
+                         init=str(tmp_path / "base"), overrides={"action_loss_weight": 7.0}), log=lambda s: None)
+    # The first validation (before any step) sees the initial weights: identical to base's last one.
+    assert tuned["history"]["epochs"][0]["val_action"] == pytest.approx(base["history"]["epochs"][-1]["val_action"])
+    after = read_own_weights(tmp_path / "tuned")
+    assert max(float((after[k] - start[k]).abs().max()) for k in start) < 1e-6     # lr ~ 0: weights kept
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["config"]["action_loss_weight"] == 7.0
+    assert tuned["initialized_from"] == str(tmp_path / "base")
+
+    with pytest.raises(ValueError, match="num_layers"):
+        train(config(data_dir, cache_dir, tmp_path / "bad", max_steps=1, init=str(tmp_path / "base"),
+                     overrides={"num_layers": 1}), log=lambda s: None)
+    with pytest.raises(ValueError, match="--init and --resume"):
+        train(config(data_dir, cache_dir, tmp_path / "both", max_steps=1, init=str(tmp_path / "base"),
+                     resume=str(tmp_path / "base")), log=lambda s: None)

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: what accelerate finds (GPU when present)")
     p.add_argument("--resume", default="", help="checkpoint folder (or a previous --out) to continue from")
+    p.add_argument("--init", default="",
+                   help="start from these weights (a motus_ros or official checkpoint) with a fresh optimizer; "
+                        "--set may still change shape-preserving fields such as action_loss_weight")
     p.add_argument("--cache-dir", default="", help="latent cache folder (default DATA/.latent_cache)")
     p.add_argument("--val-windows", type=int, default=64,
                    help="validation windows for the sampled-action MSE (0 = all; default 64)")
@@ -85,7 +88,7 @@ def main(argv: list[str]) -> int:
         raise CliError(f"--data {a.data}: no such folder")
     cfg = TrainConfig(data=str(a.data), out=str(a.out), preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
                       lr=a.lr, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
-                      max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume,
+                      max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
                       overrides=parse_overrides(a.set), progress=not a.no_progress)
     if a.threads > 0:
@@ -94,7 +97,7 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(a.threads)
     try:
         summary = train(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
-    except (DatasetError, FileNotFoundError) as exc:
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     summary.pop("history", None)
     print(json.dumps({k: summary[k] for k in ("steps", "stop_reason", "train_time_s", "initial", "final")

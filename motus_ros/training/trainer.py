@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     resume: str = ""
+    init: str = ""                    # weights to start from (stage 3 starts from a pretrained Motus)
     cache_dir: str = ""               # default <data>/.latent_cache
     val_windows: int = 64             # validation windows used for the sampled-action MSE (0 = all)
     val_steps: int = 0                # Euler steps of the sampled actions (0 = the preset's)
@@ -291,6 +292,28 @@ def hardware(accelerator) -> dict:
 
 
 # The loop ------------------------------------------------------------------------------------------
+def init_model(path: str, preset_config, overrides: dict, seed: int):
+    """A model holding the weights of checkpoint `path` (either format), its config changed by
+    `overrides` (e.g. loss weights); an override that changes a weight's shape is refused."""
+    from motus_ros.motus.checkpoint import load_checkpoint
+    from motus_ros.motus.config import MotusConfig
+    from motus_ros.motus.model import build_model
+
+    loaded, _ = load_checkpoint(path, config=preset_config, device="cpu")
+    if not overrides:
+        return loaded.train()
+    mcfg = MotusConfig.from_dict({**loaded.config.to_dict(), **overrides})
+    model = build_model(mcfg, device="cpu", seed=seed)
+    mine, theirs = model.state_dict(), loaded.state_dict()
+    changed = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
+    if changed or mine.keys() != theirs.keys():
+        raise ValueError(f"--init {path}: --set {', '.join(sorted(overrides))} changes the model's weights "
+                         f"({len(changed)} shapes differ, e.g. {changed[:3]}); only shape-preserving fields "
+                         "(loss weights, sampling) can be changed when starting from a checkpoint")
+    model.load_state_dict(theirs)
+    return model.train()
+
+
 def train(cfg: TrainConfig, log=print) -> dict:
     """Run (or resume) a training; returns the summary written to training.json."""
     from accelerate import Accelerator
@@ -306,8 +329,12 @@ def train(cfg: TrainConfig, log=print) -> dict:
     device = accelerator.device
     resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
     state = load_training_state(resume_dir) if resume_dir else None
+    if resume_dir and cfg.init:
+        raise ValueError("--init and --resume: give one; --resume already restores the weights")
     if resume_dir:
         model, _ = load_checkpoint(resume_dir, device="cpu")
+    elif cfg.init:
+        model = init_model(cfg.init, make_preset(cfg.preset), cfg.overrides, cfg.seed)
     else:
         mcfg = make_preset(cfg.preset)
         if cfg.overrides:
@@ -446,7 +473,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                      "train_episodes": len(train_eps), "val_episodes": len(val_eps),
                      "train_windows": len(train_wins), "val_windows": len(val_wins), "tasks": data.tasks},
             "steps": step, "epochs_completed": epoch, "stop_reason": stop_reason,
-            "batch_size": cfg.batch_size, "lr": cfg.lr,
+            "batch_size": cfg.batch_size, "lr": cfg.lr, "initialized_from": cfg.init or None,
             "latent_cache": {"folder": str(cache.folder), "encoded_this_run": cache.built,
                              "encode_s": round(encode_s, 1)},
             "train_time_s": round(train_s, 1), "wall_time_s": round(time.perf_counter() - started, 1),

@@ -76,6 +76,15 @@ def test_windows_pad_past_the_end_of_an_episode(data_dir):
     assert 0.0 <= arrays["actions"].min() and arrays["actions"].max() <= 1.0   # train-split min/max, val inside
 
 
+def test_frames_are_read_from_disk_on_demand(data_dir):
+    data = ds.load_dataset(data_dir)
+    ep = data.episodes[1]
+    assert not any(isinstance(v, np.ndarray) and v.ndim == 4 for v in vars(ep).values())   # no video held
+    with np.load(data_dir / "episodes" / ep.name / "data.npz") as d:
+        assert np.array_equal(ep.frames, d["frames"]) and ep.num_frames == len(d["frames"]) == FRAMES
+    assert ep.frames[3, 120, 100:].tolist().count([220, 30, 30]) > 0                          # the red square
+
+
 def test_dataset_errors_name_the_problem(tmp_path, data_dir):
     with pytest.raises(ds.DatasetError, match="dataset.json not found"):
         ds.load_dataset(tmp_path)

@@ -17,7 +17,9 @@ Pure module: numpy and torch, no ROS.
 """
 from __future__ import annotations
 
+import functools
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,9 @@ class DatasetError(ValueError):
 
 @dataclass
 class Episode:
-    """One converted episode held in memory (frames uint8 at the converted tile size)."""
+    """One converted episode: states and actions in memory, frames read from disk when asked for
+    (a training run reads the latent cache instead, so hundreds of episodes of video never sit in
+    memory at once)."""
 
     name: str
     split: str
@@ -43,8 +47,36 @@ class Episode:
     task: str
     state: np.ndarray          # (N,14) float32
     action: np.ndarray         # (N,14) float32
-    frames: np.ndarray         # (F,H,W,3) uint8
     frame_steps: np.ndarray    # (F,) int64 control step of each frame
+    path: Path                 # episodes/<name>/data.npz
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_steps)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """(F,H,W,3) uint8 at the converted tile size; the last two episodes read stay cached."""
+        st = self.path.stat()
+        return _read_frames(str(self.path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_frames(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """Keyed by modification time and size too, so a rewritten file is read again."""
+    with np.load(path) as data:
+        frames = np.asarray(data["frames"])
+    frames.setflags(write=False)         # shared by every caller of the cache
+    return frames
+
+
+def _npz_array_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of array `key` in an .npz without decompressing it."""
+    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(f))
+    return tuple(shape), np.dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -95,23 +127,23 @@ def load_episode(folder: Path, split: str, robot: str, task: str) -> Episode:
                                "motus_ros/data/convert.py")
         state = np.asarray(data["state"], dtype=np.float32)
         action = np.asarray(data["action"], dtype=np.float32)
-        frames = np.asarray(data["frames"])
         steps = np.asarray(data["frame_steps"], dtype=np.int64)
+    frames_shape, frames_dtype = _npz_array_header(path, "frames")
     n = len(state)
     for key, arr, shape in (("state", state, (n, layout.DOF)), ("action", action, (n, layout.DOF))):
         if arr.shape != shape:
             raise DatasetError(f"episode {folder.name}: {key} shape {arr.shape}, expected {shape}")
         if not np.isfinite(arr).all():
             raise DatasetError(f"episode {folder.name}: {key} contains non-finite values")
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        raise DatasetError(f"episode {folder.name}: frames shape {frames.shape} dtype {frames.dtype}, "
+    if len(frames_shape) != 4 or frames_shape[3] != 3 or frames_dtype != np.uint8:
+        raise DatasetError(f"episode {folder.name}: frames shape {frames_shape} dtype {frames_dtype}, "
                            "expected (F,H,W,3) uint8")
-    if steps.shape != (len(frames),) or len(frames) == 0:
-        raise DatasetError(f"episode {folder.name}: frame_steps shape {steps.shape}, expected ({len(frames)},) "
+    if steps.shape != (frames_shape[0],) or frames_shape[0] == 0:
+        raise DatasetError(f"episode {folder.name}: frame_steps shape {steps.shape}, expected ({frames_shape[0]},) "
                            "and at least one frame")
     if steps.min() < 0 or steps.max() >= n:
         raise DatasetError(f"episode {folder.name}: frame_steps outside 0..{n - 1}")
-    return Episode(folder.name, split, robot, task, state, action, frames, steps)
+    return Episode(folder.name, split, robot, task, state, action, steps, path)
 
 
 def load_dataset(root: str | Path, stats: str | Path | None = None) -> Dataset:
@@ -150,12 +182,12 @@ def check_rates(dataset: Dataset, config) -> None:
 
 def windows(dataset: Dataset, episode_ids: list[int]) -> list[Window]:
     """Every frame of the given episodes as an anchor (the tail is padded, see module docstring)."""
-    return [Window(i, f) for i in episode_ids for f in range(len(dataset.episodes[i].frames))]
+    return [Window(i, f) for i in episode_ids for f in range(dataset.episodes[i].num_frames)]
 
 
 def window_indices(episode: Episode, frame: int, num_future: int, chunk: int) -> tuple[np.ndarray, int, np.ndarray]:
     """(frame indices [1+F], state step, action steps [chunk]) with end-of-episode padding."""
-    f_idx = np.minimum(np.arange(frame, frame + num_future + 1), len(episode.frames) - 1)
+    f_idx = np.minimum(np.arange(frame, frame + num_future + 1), episode.num_frames - 1)
     s = int(episode.frame_steps[frame])
     a_idx = np.minimum(np.arange(s + 1, s + chunk + 1), len(episode.action) - 1)
     return f_idx, s, a_idx
@@ -166,7 +198,8 @@ def window_arrays(dataset: Dataset, window: Window, config) -> dict[str, np.ndar
     (both normalised to [0,1] with the dataset statistics)."""
     ep = dataset.episodes[window.episode]
     f_idx, s, a_idx = window_indices(ep, window.frame, config.num_future_frames, config.chunk_size)
-    pix = [to_model_pixels(resize_image(ep.frames[i], config.video_height, config.video_width)) for i in f_idx]
+    video = ep.frames
+    pix = [to_model_pixels(resize_image(video[i], config.video_height, config.video_width)) for i in f_idx]
     frames = np.stack(pix, axis=1).astype(np.float32)                       # [3,1+F,H,W]
     state = normalize(ep.state[s], dataset.stats.state).astype(np.float32)
     actions = normalize(ep.action[a_idx], dataset.stats.action).astype(np.float32)

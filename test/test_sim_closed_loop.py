@@ -11,18 +11,36 @@ import numpy as np
 import pytest
 
 from motus_ros import layout
-from motus_ros.training.sim_closed_loop import ScriptedChunkPolicy, chunk_target, run_episodes
+from motus_ros.training.sim_closed_loop import (ExecutedChunks, FirstChunks, ScriptedChunkPolicy, executor_settings,
+                                               run_episodes, scene_dependence)
 
 MOTUS_ROS = str(Path(sys.executable).parent / "motus-ros")
 
 
-def test_chunk_rows_are_targets_one_control_period_apart():
-    chunk = np.arange(48, dtype=float)[:, None] * np.ones((1, 14))
+def test_chunk_rows_are_targets_one_control_period_apart_and_steps_are_limited():
+    settings = {**executor_settings("replace"), "max_joint_step": 10.0, "max_gripper_step": 10.0}
     period = 1.0 / layout.CONTROL_RATE_HZ
-    assert chunk_target(chunk, period)[0] == pytest.approx(0.0)            # row 0 at (0 + 1) / rate
-    assert chunk_target(chunk, 2.5 * period)[0] == pytest.approx(1.5)      # between rows 1 and 2
-    assert chunk_target(chunk, 0.0)[0] == pytest.approx(0.0)               # before row 0: row 0
-    assert chunk_target(chunk, 100.0)[0] == pytest.approx(47.0)            # past the end: hold the last
+    ex = ExecutedChunks(settings, step_s=period)
+    ex.reset(np.zeros(layout.DOF))
+    ex.add(np.arange(48, dtype=float)[:, None] * np.full((1, layout.DOF), 0.01), observed_at=2.0)
+    assert ex.step(2.0 + period)[0] == pytest.approx(0.0)            # row 0 at (0 + 1) / rate
+    assert ex.step(2.0 + 2.5 * period)[0] == pytest.approx(0.015)    # between rows 1 and 2
+    assert ex.step(100.0)[0] == pytest.approx(0.47)                  # past the end: hold the last row
+
+    slow = ExecutedChunks(executor_settings("replace"), step_s=0.02)  # the sim graph's limits at 50 Hz
+    arm_limit = executor_settings()["max_joint_step"] * 0.02 * executor_settings()["control_rate_hz"]
+    slow.reset(np.zeros(layout.DOF))
+    slow.add(np.ones((48, layout.DOF)), observed_at=0.0)
+    first = slow.step(0.02)
+    assert first[0] == pytest.approx(arm_limit) and arm_limit < 1.0   # no jump of 1 rad in one step
+    assert slow.step(0.04)[0] == pytest.approx(2 * arm_limit)
+
+
+@pytest.mark.parametrize("strategy", ["rtc", "temporal_ensemble"])
+def test_scripted_expert_succeeds_with_each_blending(strategy):
+    results, _ = run_episodes(ScriptedChunkPolicy("transfer_cube"), "transfer_cube", episodes=1, seed=4,
+                              instruction="x", episode_s=8.0, replan_s=0.2, strategy=strategy)
+    assert results[0].success
 
 
 def test_scripted_expert_succeeds_through_the_loop():
@@ -65,8 +83,19 @@ def test_eval_in_process_cli_reports_the_sim_driver_seed_sequence(tmp_path):
     report = json.loads(out.read_text())["closed_loop"]
     assert [e["seed"] for e in report["per_episode"]] == expected
     assert report["episodes"] == 2 and report["chunk_latency_s"]["count"] == 4 and report["policy"] == "motus"
-    assert report["graph"].startswith("none")
+    assert report["graph"].startswith("none") and report["scene_dependence"]["episodes"] == 2
 
     bad = subprocess.run([MOTUS_ROS, "eval", "--scripted", "--episodes", "1", "--out", str(tmp_path / "x.json")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--scripted needs --in-process" in bad.stderr
+
+
+def test_scene_dependence_tells_a_blind_policy_from_the_expert():
+    blind, expert = FirstChunks(HoldStill()), FirstChunks(ScriptedChunkPolicy("transfer_cube"))
+    for policy in (blind, expert):
+        run_episodes(policy, "transfer_cube", episodes=3, seed=2, instruction="x", episode_s=0.2, replan_s=0.1)
+    assert len(blind.chunks) == 3 and len(blind.poses) == 3          # one first chunk per episode
+    b, e = scene_dependence(blind, "transfer_cube"), scene_dependence(expert, "transfer_cube")
+    assert b["correlation"] == 0.0 and b["policy_spread_rad"] == 0.0 and b["expert_spread_rad"] > 0.02
+    assert b["error_rad"] > b["scene_blind_error_rad"] > 0.0        # holding still is worse than the average
+    assert e["correlation"] == pytest.approx(1.0) and e["error_rad"] == 0.0

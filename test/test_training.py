@@ -199,3 +199,29 @@ def test_init_starts_from_the_given_weights_with_changed_loss_weights(data_dir, 
     with pytest.raises(ValueError, match="--init and --resume"):
         train(config(data_dir, cache_dir, tmp_path / "both", max_steps=1, init=str(tmp_path / "base"),
                      resume=str(tmp_path / "base")), log=lambda s: None)
+
+
+def test_state_augmentation_only_while_training(monkeypatch):
+    from motus_ros.training import trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "conditioning", lambda model, batch: None)
+    monkeypatch.setattr(trainer, "flow_matching_loss", lambda model, lat, act, state, cond, generator: seen.append(state))
+    state = torch.full((256, 14), 0.25)
+    objective = trainer.FlowObjective(torch.nn.Linear(1, 1), state_noise=0.1, state_dropout=0.5)
+    objective.train()
+    objective({"state": state, "latents": None, "actions": None}, torch.Generator().manual_seed(0))
+    hidden = (seen[0] == 0.5).all(1)
+    assert 0.3 < hidden.float().mean() < 0.7                                 # ~half the windows hidden
+    noise = seen[0][~hidden] - 0.25
+    assert 0.07 < float(noise.std()) < 0.13 and abs(float(noise.mean())) < 0.02
+    objective.eval()                                                           # validation sees the real state
+    objective({"state": state, "latents": None, "actions": None}, torch.Generator().manual_seed(0))
+    assert torch.equal(seen[1], state)
+
+
+def test_bad_state_augmentation_is_refused(data_dir, cache_dir, tmp_path):
+    with pytest.raises(ValueError, match="state_dropout: got 1.0"):
+        train(config(data_dir, cache_dir, tmp_path / "x", state_dropout=1.0), log=lambda s: None)
+    with pytest.raises(ValueError, match="state_noise: got -0.1"):
+        train(config(data_dir, cache_dir, tmp_path / "x", state_noise=-0.1), log=lambda s: None)

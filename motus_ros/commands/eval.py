@@ -258,7 +258,8 @@ def in_process(args, ckpt: str, stats: str, instruction: str) -> dict:
 
     from motus_ros.policy.runtime import load_policy
     from motus_ros.training.evaluation import summarize
-    from motus_ros.training.sim_closed_loop import ScriptedChunkPolicy, run_episodes
+    from motus_ros.training.sim_closed_loop import (FirstChunks, ScriptedChunkPolicy, executor_settings,
+                                                     run_episodes, scene_dependence)
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -274,20 +275,23 @@ def in_process(args, ckpt: str, stats: str, instruction: str) -> dict:
               f"chunks={r.chunks} (seed {r.seed})", file=sys.stderr, flush=True)
 
     try:
-        results, latencies = run_episodes(policy, args.task, args.episodes, args.seed, instruction,
-                                          episode_s=args.episode_timeout, replan_s=args.replan, on_episode=report)
+        watched = FirstChunks(policy)
+        results, latencies = run_episodes(watched, args.task, args.episodes, args.seed, instruction,
+                                          episode_s=args.episode_timeout, replan_s=args.replan, strategy=args.strategy,
+                                          on_episode=report)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     meta = {"task": args.task, "instruction": instruction, "checkpoint": ckpt or None, "stats": stats or None,
             "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
             "graph": "none (in process: motus_ros.training.sim_closed_loop, zero latency)",
             "policy": "scripted expert" if args.scripted else "motus",
-            "replan_sim_s": args.replan, "torch_threads": torch.get_num_threads(),
-            "wall_time_s": round(time.monotonic() - wall0, 1),
+            "replan_sim_s": args.replan, "executor_strategy": executor_settings(args.strategy)["strategy"],
+            "torch_threads": torch.get_num_threads(), "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
     out = summarize(results, latencies, meta)
     out["chunk_latency_note"] = "wall seconds of inference; the simulation waited for each chunk"
+    out["scene_dependence"] = scene_dependence(watched, args.task)
     return out
 
 

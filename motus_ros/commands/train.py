@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encode-batch", type=int, default=4, help="windows per batch of the encoding pass (default 4)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a MotusConfig field of the preset, e.g. --set num_layers=4 (repeatable)")
+    p.add_argument("--state-noise", type=float, default=0.0,
+                   help="std of Gaussian noise on the state input while training, in normalised units (the "
+                        "dataset's joint range is 0..1); makes the policy read the scene from the cameras")
+    p.add_argument("--state-dropout", type=float, default=0.0,
+                   help="probability that a training window's state input is hidden (set to mid-range)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = torch's default); 1 is much faster on a CPU shared with other jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -90,7 +95,8 @@ def main(argv: list[str]) -> int:
                       lr=a.lr, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
                       max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
-                      overrides=parse_overrides(a.set), progress=not a.no_progress)
+                      overrides=parse_overrides(a.set), progress=not a.no_progress,
+                      state_noise=a.state_noise, state_dropout=a.state_dropout)
     if a.threads > 0:
         import torch
 

@@ -9,9 +9,11 @@ Per episode: reset the world (the same seed sequence as the sim driver's /sim/re
 --seed, so both evaluations see the same cube placements), then every `replan_s` of simulated time
 render the three cameras, infer a chunk from them and the joint positions, and play it. Chunk row i
 is the joint target for `(i + 1) / CONTROL_RATE_HZ` after the observation (the training windows'
-alignment, motus_ros/training/dataset.py); the 50 Hz control steps take the targets linearly
-interpolated between rows, as the chunk executor does. An episode ends at success (gym-aloha reward
-at its maximum) or after `episode_s` of simulated time.
+alignment, motus_ros/training/dataset.py). Chunks go through the chunk executor's own scheduler
+(motus_ros.execution.chunks: the strategy, blending and per-tick step limits of
+config/sim/chunk_executor.yaml, which the graph's executor loads), sampled at every 50 Hz physics
+step with the tick limits scaled to that rate. An episode ends at success (gym-aloha reward at its
+maximum) or after `episode_s` of simulated time.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from motus_ros import layout
+from motus_ros.execution.chunks import STRATEGIES, Chunk, ChunkScheduler, limit_step
 from motus_ros.training.evaluation import EpisodeResult
 
 IMAGE_SIZE = (240, 320)    # the sim backend's default camera size (sim_image_height / sim_image_width)
@@ -53,27 +56,121 @@ class ScriptedChunkPolicy:
                 "timing": {"total_s": 0.0}}
 
 
-def chunk_target(chunk: np.ndarray, elapsed_s: float) -> np.ndarray:
-    """The joint target `elapsed_s` after the chunk's observation (row i at (i + 1) / rate), linearly
-    interpolated; before row 0 it is row 0, past the last row the last row (hold)."""
-    x = elapsed_s * layout.CONTROL_RATE_HZ - 1.0
-    last = len(chunk) - 1
-    i0 = int(np.clip(np.floor(x), 0, last))
-    i1 = min(i0 + 1, last)
-    w = float(np.clip(x - i0, 0.0, 1.0))
-    return (1.0 - w) * chunk[i0] + w * chunk[i1]
+class FirstChunks:
+    """Wraps a chunk policy and keeps, per episode, the scene (object poses) and the first chunk: the
+    one inferred at the start pose, where the joint state is the same in every episode and only the
+    cameras tell where the object is."""
+
+    def __init__(self, policy: ChunkPolicy):
+        self.policy, self.poses, self.chunks = policy, [], []
+        self._fresh = False
+
+    def begin_episode(self, object_poses: dict) -> None:
+        self.poses.append(object_poses)
+        self._fresh = True
+        if hasattr(self.policy, "begin_episode"):
+            self.policy.begin_episode(object_poses)
+
+    def infer(self, observation: dict) -> dict:
+        out = self.policy.infer(observation)
+        if self._fresh and out.get("actions") is not None:
+            self.chunks.append(np.asarray(out["actions"], dtype=np.float64))
+            self._fresh = False
+        return out
+
+
+def scene_dependence(first: FirstChunks, task: str) -> dict:
+    """Does the first chunk follow the scene? Compared with the scripted expert's chunk for the same
+    scenes, on the chunk's last row, over the 12 arm joints (radians).
+
+    - correlation: per joint whose expert target varies with the scene, the correlation over episodes between policy and expert, averaged. A
+      policy that reads the object's place from the cameras approaches 1; one that ignores them is
+      near 0, however its samples spread (a flow policy that cannot see the object samples the
+      whole distribution of demonstrated approaches, so its spread alone proves nothing).
+    - error vs scene_blind_error: the policy's mean absolute error, beside that of always playing the
+      expert's average chunk (a policy that ignores the scene but gets the average right).
+    """
+    n = min(len(first.chunks), len(first.poses))
+    if n < 3:
+        return {"episodes": n, "note": "needs >= 3 episodes"}
+    expert = ScriptedChunkPolicy(task, chunk_size=len(first.chunks[0]))
+    expert_last = []
+    for poses in first.poses[:n]:
+        expert.begin_episode(poses)
+        expert_last.append(expert.infer({"time_s": 0.0})["actions"][-1])
+    arm = [i for i in range(layout.DOF) if i not in layout.GRIPPER_INDICES]
+    policy = np.stack([c[-1] for c in first.chunks[:n]])[:, arm]
+    ref = np.stack(expert_last)[:, arm]
+    corr = []
+    for j in np.flatnonzero(ref.std(0) > 1e-6):      # joints whose target depends on the scene
+        if policy[:, j].std() < 1e-9:
+            corr.append(0.0)       # a constant cannot follow the scene
+        else:
+            corr.append(float(np.corrcoef(policy[:, j], ref[:, j])[0, 1]))
+    return {"episodes": n, "row_s": round(len(first.chunks[0]) / layout.CONTROL_RATE_HZ, 3),
+            "correlation": round(float(np.mean(corr)), 3) if corr else None, "joints_compared": len(corr),
+            "error_rad": round(float(np.abs(policy - ref).mean()), 4),
+            "scene_blind_error_rad": round(float(np.abs(ref.mean(0) - ref).mean()), 4),
+            "policy_spread_rad": round(float(policy.std(0).mean()), 4),
+            "expert_spread_rad": round(float(ref.std(0).mean()), 4)}
+
+
+def executor_settings(strategy: str = "") -> dict:
+    """The sim graph's chunk-executor parameters (config/sim/chunk_executor.yaml); `strategy`, when
+    given, replaces the file's."""
+    import yaml
+
+    from motus_ros.paths import config_dir
+
+    params = yaml.safe_load((config_dir() / "sim" / "chunk_executor.yaml").read_text())["chunk_executor"]["ros__parameters"]
+    if strategy:
+        params["strategy"] = strategy
+    return params
+
+
+class ExecutedChunks:
+    """Chunks -> joint commands as the chunk executor makes them, on simulated time: its scheduler
+    (strategy and blending) and its per-tick step limit, scaled from its rate to `step_s`."""
+
+    def __init__(self, settings: dict, step_s: float):
+        self.scheduler = ChunkScheduler(settings["strategy"], settings["ensemble_decay"],
+                                        settings["rtc_freeze_margin_steps"], settings["rtc_blend_steps"],
+                                        settings["lookahead"])
+        per_tick = np.full(layout.DOF, float(settings["max_joint_step"]))
+        per_tick[list(layout.GRIPPER_INDICES)] = float(settings["max_gripper_step"])
+        self.max_step = per_tick * step_s * float(settings["control_rate_hz"])     # same speed limit
+        self.command: np.ndarray | None = None
+
+    def reset(self, position: np.ndarray) -> None:
+        self.scheduler.reset()
+        self.command = np.asarray(position, dtype=np.float64).copy()
+
+    def add(self, actions: np.ndarray, observed_at: float) -> None:
+        chunk = Chunk(observed_at, 1.0 / layout.CONTROL_RATE_HZ, np.asarray(actions, dtype=np.float64))
+        self.scheduler.add(chunk, now=observed_at)
+
+    def step(self, t: float) -> np.ndarray:
+        """The command for time t: the plan's target, at most one step-limit away from the last."""
+        target = self.scheduler.target(t)
+        self.command = limit_step(self.command, target if target is not None else self.command, self.max_step)
+        return self.command
 
 
 def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instruction: str,
-                 episode_s: float = 8.0, replan_s: float = 0.4, image_size=IMAGE_SIZE, on_episode=None):
-    """Run `episodes` seeded episodes; returns (list of EpisodeResult, inference seconds per chunk)."""
+                 episode_s: float = 8.0, replan_s: float = 0.4, strategy: str = "", image_size=IMAGE_SIZE,
+                 on_episode=None):
+    """Run `episodes` seeded episodes; returns (list of EpisodeResult, inference seconds per chunk).
+    `strategy`: the executor's blending ('' = config/sim/chunk_executor.yaml's)."""
     from motus_ros.sim import world as simworld
 
     if replan_s <= 0 or episode_s <= 0:
         raise ValueError(f"replan_s={replan_s}, episode_s={episode_s}: expected both > 0 seconds")
+    if strategy and strategy not in STRATEGIES:
+        raise ValueError(f"strategy: got {strategy!r}, expected one of {list(STRATEGIES)}")
     dt = simworld.CONTROL_DT
     steps = int(round(episode_s / dt))
     replan_steps = max(1, int(round(replan_s / dt)))
+    executor = ExecutedChunks(executor_settings(strategy), dt)
     world = simworld.SimWorld(task, image_size, seed=seed, render_quality="fast")
     results, latencies = [], []
     try:
@@ -83,7 +180,8 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
             poses = world.reset()
             if hasattr(policy, "begin_episode"):
                 policy.begin_episode(poses)
-            rewards, chunk, k_obs, chunks = [], None, 0, 0
+            executor.reset(world.qpos())
+            rewards, chunks = [], 0
             for k in range(steps):
                 if k % replan_steps == 0:
                     views = {c: world.render(c) for c in layout.CAMERAS}
@@ -91,9 +189,10 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
                                         "time_s": k * dt})
                     if out.get("actions") is None:
                         raise ValueError(f"policy returned no actions (mode {out.get('mode')!r}); expected mode vla or joint")
-                    chunk, k_obs, chunks = np.asarray(out["actions"], dtype=np.float64), k, chunks + 1
+                    executor.add(out["actions"], observed_at=k * dt)
+                    chunks += 1
                     latencies.append(float(out.get("timing", {}).get("total_s", 0.0)))
-                rewards.append(float(world.step(chunk_target(chunk, (k + 1 - k_obs) * dt))))
+                rewards.append(float(world.step(executor.step((k + 1) * dt))))
                 if world.success:
                     break
             result = EpisodeResult(index=index, seed=world.seed, success=bool(world.success),
@@ -109,4 +208,4 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
     return results, latencies
 
 
-__all__ = ["ChunkPolicy", "ScriptedChunkPolicy", "chunk_target", "run_episodes", "IMAGE_SIZE"]
+__all__ = ["ChunkPolicy", "ExecutedChunks", "FirstChunks", "scene_dependence", "ScriptedChunkPolicy", "executor_settings", "run_episodes", "IMAGE_SIZE"]

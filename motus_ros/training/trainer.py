@@ -69,19 +69,48 @@ class TrainConfig:
     encode_batch: int = 4
     overrides: dict = field(default_factory=dict)   # MotusConfig fields changed from the preset
     progress: bool = True
+    # Proprioception augmentation (normalised units, where the dataset's range of a joint is 0..1).
+    # Scripted and teleoperated trajectories make the joint state reveal where the arm is heading, so
+    # a policy can learn to read its target from the state and ignore the cameras, then fail from
+    # the start pose where only the cameras say where the object is. Noise on the state input
+    # (and hiding it in a fraction of windows) makes the images the reliable source.
+    state_noise: float = 0.0          # std of Gaussian noise added to the state input
+    state_dropout: float = 0.0        # probability that a window's state input is replaced by 0.5
+
+
+def check_config(cfg: "TrainConfig") -> None:
+    """Clear errors for values the loop cannot use."""
+    if cfg.state_noise < 0:
+        raise ValueError(f"state_noise: got {cfg.state_noise}, expected >= 0 (normalised units)")
+    if not 0.0 <= cfg.state_dropout < 1.0:
+        raise ValueError(f"state_dropout: got {cfg.state_dropout}, expected a probability in [0, 1)")
 
 
 class FlowObjective(nn.Module):
     """Wraps Motus so the loss runs through forward() (what DDP synchronises)."""
 
-    def __init__(self, model):
+    def __init__(self, model, state_noise: float = 0.0, state_dropout: float = 0.0):
         super().__init__()
         self.model = model
+        self.state_noise, self.state_dropout = float(state_noise), float(state_dropout)
 
     def forward(self, batch: dict, generator: torch.Generator):
         cond = conditioning(self.model, batch)
-        return flow_matching_loss(self.model, batch["latents"], batch["actions"], batch["state"], cond,
+        state = batch["state"]
+        if self.training:
+            state = augment_state(state, self.state_noise, self.state_dropout, generator)
+        return flow_matching_loss(self.model, batch["latents"], batch["actions"], state, cond,
                                   generator=generator)
+
+
+def augment_state(state: torch.Tensor, noise: float, dropout: float, generator: torch.Generator) -> torch.Tensor:
+    """TrainConfig.state_noise / state_dropout applied to a [B, state_dim] normalised state batch."""
+    if noise > 0:
+        state = state + noise * torch.randn(state.shape, generator=generator).to(state)
+    if dropout > 0:
+        hidden = torch.rand((state.shape[0], 1), generator=generator).to(state.device) < dropout
+        state = torch.where(hidden, torch.full_like(state, 0.5), state)
+    return state
 
 
 def conditioning(model, batch: dict):
@@ -323,6 +352,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
 
+    check_config(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
     accelerator = Accelerator(cpu=cfg.device == "cpu")
@@ -360,7 +390,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     train_table = WindowTable(data, cache, train_wins, mcfg)
     val_table = WindowTable(data, cache, val_wins, mcfg) if val_wins else None
 
-    objective = FlowObjective(model)
+    objective = FlowObjective(model, cfg.state_noise, cfg.state_dropout)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     per_epoch = len(epoch_batches(len(train_table), cfg.batch_size, cfg.seed, 0, accelerator.process_index,

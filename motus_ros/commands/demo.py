@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="record N scripted-expert episodes with the sim_teleop graph instead")
     parser.add_argument("--episode-timeout", type=float, default=90.0,
                         help="wall-clock seconds per expert episode with --record (default 90)")
+    parser.add_argument("--real-time-factor", type=float, default=0.3,
+                        help="policy episode: cap on simulated seconds per wall second (default 0.3: on a "
+                             "CPU a chunk takes ~0.3-1 s, and the world waits for the policy as it would on "
+                             "a GPU; 1.0 = real time)")
+    parser.add_argument("--strategy", default="temporal_ensemble", choices=("replace", "temporal_ensemble", "rtc"),
+                        help="policy episode: chunk executor blending (default temporal_ensemble)")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder for logs and the snapshot (default runs/demo-<time>)")
     return parser
@@ -184,6 +190,19 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
             "successes": sum(e["success"] for e in episodes)}
 
 
+def _with_overrides(graph, run_dir: Path, overrides: dict):
+    """The graph with `overrides` (node -> ros__parameters) written to run_dir/overrides.yaml and
+    loaded last by those nodes, so they win over config/."""
+    from dataclasses import replace
+
+    import yaml
+
+    path = run_dir / "overrides.yaml"
+    path.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    nodes = tuple(replace(n, parameters=n.parameters + (path,)) if n.name in overrides else n for n in graph.nodes)
+    return replace(graph, nodes=nodes)
+
+
 def main(argv: list[str]) -> int:
     from motus_ros.bringup import GraphRunner
     from motus_ros.graph import GraphError, load_graph
@@ -195,11 +214,17 @@ def main(argv: list[str]) -> int:
         raise CliError(f"--record: got {args.record}, expected a number of episodes >= 1")
     run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.real_time_factor <= 0:
+        raise CliError(f"--real-time-factor: got {args.real_time_factor}, expected > 0")
     profile = "sim_teleop" if args.record else "sim"
     try:
         graph = load_graph(profile)
     except GraphError as exc:
         raise CliError(str(exc)) from None
+    if not args.record:
+        graph = _with_overrides(graph, run_dir, {
+            "arm_driver": {"ros__parameters": {"sim_real_time_factor": args.real_time_factor}},
+            "chunk_executor": {"ros__parameters": {"strategy": args.strategy}}})
     runner = GraphRunner(graph, log_dir=run_dir / "logs")
     # The demo monitor joins the same graph, so it needs the graph's environment too.
     for key, value in graph.process_environment().items():

@@ -148,6 +148,7 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
     import re
 
     from motus_ros.layout import SERVICES
+    from motus_ros.sim.world import MAX_REWARD
     from motus_ros.training.evaluation import EpisodeResult
 
     wall0 = time.monotonic()
@@ -174,8 +175,13 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
         rewards = [r for t, r in monitor.rewards if t_start <= t <= t_end]
         chunks = monitor.chunks[n_chunks0:]
     seed = re.search(r"seed (\d+)", message)
+    # /sim/reward is sampled at the status rate (10 Hz) while /sim/task_success latches the world's
+    # max reward over every physics step, so a brief reward-4 moment can fall between samples.
+    max_reward = max(rewards, default=0.0)
+    if succeeded():
+        max_reward = max(max_reward, float(MAX_REWARD))
     result = EpisodeResult(index=index, seed=int(seed.group(1)) if seed else None, success=succeeded(),
-                           max_reward=max(rewards, default=0.0), reward_samples=rewards,
+                           max_reward=max_reward, reward_samples=rewards,
                            sim_duration_s=round(t_end - t_start, 3), wall_duration_s=round(time.monotonic() - wall0, 2),
                            chunks=len(chunks), reset_message=message)
     return result, [lat for _, lat in chunks]

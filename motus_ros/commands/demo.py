@@ -76,6 +76,7 @@ class DemoMonitor(GraphMonitor):
 
         super().__init__("demo_monitor")
         self.seen = DemoObservations()
+        self.last_chunk_stamp = -1.0
         n = self.node
         n.create_subscription(JointState, TOPICS["joint_states"], self._on_joints, 10)
         n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
@@ -99,6 +100,7 @@ class DemoMonitor(GraphMonitor):
 
     def _on_chunk(self, msg) -> None:
         with self._lock:
+            self.last_chunk_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self.seen.chunks += 1
             self.seen.chunk_latencies.append(float(msg.inference_latency))
             if msg.header.stamp.sec or msg.header.stamp.nanosec:
@@ -127,6 +129,7 @@ def _policy_episode(args, monitor: DemoMonitor, runner, run_dir: Path) -> dict:
 
     if not monitor.wait_for(lambda: monitor.seen.joint_states > 0, 120, runner):
         raise CliError("no joint states from the simulated arms within 120 s")
+    _fresh_scene(monitor, runner)
     started = monitor.call(StartEpisode, SERVICES["start_episode"],
                            StartEpisode.Request(task=INSTRUCTION, operator_name="motus policy"))
     if not started.success:
@@ -166,6 +169,7 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
 
     if not monitor.wait_for(lambda: monitor.seen.joint_states > 0, 120, runner):
         raise CliError("no joint states from the simulated arms within 120 s")
+    _fresh_scene(monitor, runner)
     episodes = []
     for index in range(args.record):
         # Recorder first, then the reset that starts the expert: the bag holds the whole
@@ -188,6 +192,34 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
         print(f"[demo] episode {index + 1}/{args.record}: success={success} bag={stopped.path}", flush=True)
     return {"task": TASK, "episodes": episodes,
             "successes": sum(e["success"] for e in episodes)}
+
+
+def _fresh_scene(monitor: DemoMonitor, runner, horizon_s: float = 1.6) -> None:
+    """Start the episode as `motus-ros eval` does: once every node is up (a chunk and a world-model
+    future seen: start-up loads models on the same cores), disable the arms, reset the scene, wait
+    for chunks computed from the new scene and for the old plan (one chunk horizon) to run out,
+    then enable the arms. The recorded episode then starts at the scene's start pose."""
+    from std_srvs.srv import Trigger
+
+    from motus_ros.layout import SERVICES
+
+    def trigger(name: str) -> None:
+        res = monitor.call(Trigger, name, Trigger.Request())
+        if not res.success:
+            raise CliError(f"{name} failed: {res.message}")
+
+    if not monitor.wait_for(lambda: monitor.seen.chunks > 0 and monitor.seen.wm_futures > 0, 180, runner):
+        raise CliError("the policy and world model did not both publish within 180 s (see the logs)")
+    trigger(SERVICES["disable"])
+    trigger("/sim/reset")
+    t_reset = monitor.now()
+    if not monitor.wait_for(lambda: monitor.last_chunk_stamp >= t_reset and monitor.now() >= t_reset + horizon_s,
+                            120, runner):
+        raise CliError("no chunk from the new scene within 120 s (see the policy log)")
+    with monitor._lock:
+        monitor.seen.success, monitor.seen.max_reward = False, 0.0
+        monitor.seen.first_positions = monitor.seen.last_positions
+    trigger(SERVICES["enable"])
 
 
 def _with_overrides(graph, run_dir: Path, overrides: dict):

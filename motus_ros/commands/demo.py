@@ -169,7 +169,6 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
 
     if not monitor.wait_for(lambda: monitor.seen.joint_states > 0, 120, runner):
         raise CliError("no joint states from the simulated arms within 120 s")
-    _fresh_scene(monitor, runner)
     episodes = []
     for index in range(args.record):
         # Recorder first, then the reset that starts the expert: the bag holds the whole

@@ -202,3 +202,13 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
         ))
     return GraphSpec(profile=profile, description=description, source=path, nodes=tuple(nodes),
                      environment={str(k): str(v) for k, v in environment.items()})
+
+
+def with_parameter_overrides(graph: GraphSpec, path: Path, overrides: dict) -> GraphSpec:
+    """`graph` with `overrides` ({node: {"ros__parameters": {...}}}) written to the YAML file `path`
+    and given last to those nodes, so its values win over config/."""
+    from dataclasses import replace
+
+    path.write_text(yaml.safe_dump(overrides, sort_keys=False))
+    return replace(graph, nodes=tuple(replace(n, parameters=n.parameters + (path,)) if n.name in overrides else n
+                                      for n in graph.nodes))

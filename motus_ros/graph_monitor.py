@@ -61,6 +61,15 @@ class GraphMonitor:
         finally:
             self.node.destroy_client(client)
 
+    def trigger(self, name: str) -> str:
+        """Call the std_srvs/Trigger service `name`; its message, or a CliError when it refuses."""
+        from std_srvs.srv import Trigger  # noqa: PLC0415
+
+        res = self.call(Trigger, name, Trigger.Request())
+        if not res.success:
+            raise CliError(f"{name} failed: {res.message}")
+        return res.message
+
     def close(self) -> None:
         import rclpy  # noqa: PLC0415
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motus_ros.cli import CliError
+from motus_ros.execution.chunks import STRATEGIES
 from motus_ros.graph_monitor import GraphMonitor
 
 HELP = "run the whole loop in simulation and print a summary (--record N: collect expert episodes)"
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="policy episode: cap on simulated seconds per wall second (default 0.3: on a "
                              "CPU a chunk takes ~0.3-1 s, and the world waits for the policy as it would on "
                              "a GPU; 1.0 = real time)")
-    parser.add_argument("--strategy", default="temporal_ensemble", choices=("replace", "temporal_ensemble", "rtc"),
+    parser.add_argument("--strategy", default="temporal_ensemble", choices=STRATEGIES,
                         help="policy episode: chunk executor blending (default temporal_ensemble)")
     parser.add_argument("--out", type=Path, default=None,
                         help="run folder for logs and the snapshot (default runs/demo-<time>)")
@@ -198,19 +199,12 @@ def _fresh_scene(monitor: DemoMonitor, runner, horizon_s: float = 1.6) -> None:
     future seen: start-up loads models on the same cores), disable the arms, reset the scene, wait
     for chunks computed from the new scene and for the old plan (one chunk horizon) to run out,
     then enable the arms. The recorded episode then starts at the scene's start pose."""
-    from std_srvs.srv import Trigger
-
     from motus_ros.layout import SERVICES
-
-    def trigger(name: str) -> None:
-        res = monitor.call(Trigger, name, Trigger.Request())
-        if not res.success:
-            raise CliError(f"{name} failed: {res.message}")
 
     if not monitor.wait_for(lambda: monitor.seen.chunks > 0 and monitor.seen.wm_futures > 0, 180, runner):
         raise CliError("the policy and world model did not both publish within 180 s (see the logs)")
-    trigger(SERVICES["disable"])
-    trigger("/sim/reset")
+    monitor.trigger(SERVICES["disable"])
+    monitor.trigger("/sim/reset")
     t_reset = monitor.now()
     if not monitor.wait_for(lambda: monitor.last_chunk_stamp >= t_reset and monitor.now() >= t_reset + horizon_s,
                             120, runner):
@@ -218,25 +212,12 @@ def _fresh_scene(monitor: DemoMonitor, runner, horizon_s: float = 1.6) -> None:
     with monitor._lock:
         monitor.seen.success, monitor.seen.max_reward = False, 0.0
         monitor.seen.first_positions = monitor.seen.last_positions
-    trigger(SERVICES["enable"])
-
-
-def _with_overrides(graph, run_dir: Path, overrides: dict):
-    """The graph with `overrides` (node -> ros__parameters) written to run_dir/overrides.yaml and
-    loaded last by those nodes, so they win over config/."""
-    from dataclasses import replace
-
-    import yaml
-
-    path = run_dir / "overrides.yaml"
-    path.write_text(yaml.safe_dump(overrides, sort_keys=False))
-    nodes = tuple(replace(n, parameters=n.parameters + (path,)) if n.name in overrides else n for n in graph.nodes)
-    return replace(graph, nodes=nodes)
+    monitor.trigger(SERVICES["enable"])
 
 
 def main(argv: list[str]) -> int:
     from motus_ros.bringup import GraphRunner
-    from motus_ros.graph import GraphError, load_graph
+    from motus_ros.graph import GraphError, load_graph, with_parameter_overrides
 
     args = build_parser().parse_args(argv)
     if args.duration <= 0:
@@ -253,7 +234,7 @@ def main(argv: list[str]) -> int:
     except GraphError as exc:
         raise CliError(str(exc)) from None
     if not args.record:
-        graph = _with_overrides(graph, run_dir, {
+        graph = with_parameter_overrides(graph, run_dir / "overrides.yaml", {
             "arm_driver": {"ros__parameters": {"sim_real_time_factor": args.real_time_factor}},
             "chunk_executor": {"ros__parameters": {"strategy": args.strategy}}})
     runner = GraphRunner(graph, log_dir=run_dir / "logs")

@@ -28,8 +28,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from motus_ros.cli import CliError
 from motus_ros.graph_monitor import GraphMonitor
 
@@ -134,15 +132,6 @@ class EvalMonitor(GraphMonitor):
         with self._lock:
             self.episode_number = int(msg.data)
 
-def _trigger(monitor: EvalMonitor, name: str) -> str:
-    from std_srvs.srv import Trigger
-
-    res = monitor.call(Trigger, name, Trigger.Request())
-    if not res.success:
-        raise CliError(f"{name} failed: {res.message}")
-    return res.message
-
-
 def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, horizon_s: float, rtf: float):
     """One seeded episode; returns an EpisodeResult and the latencies of its chunks."""
     import re
@@ -153,10 +142,10 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
 
     wall0 = time.monotonic()
     wall_budget = lambda sim_s: 60.0 + 3.0 * sim_s / rtf  # noqa: E731 - sim time may run slower than wall
-    _trigger(monitor, SERVICES["disable"])
+    monitor.trigger(SERVICES["disable"])
     before = monitor.episode_number
     n_chunks0 = len(monitor.chunks)            # chunks (and latencies) of this episode: from its reset on
-    message = _trigger(monitor, "/sim/reset")
+    message = monitor.trigger("/sim/reset")
     monitor.wait_for(lambda: monitor.episode_number != before, 10.0, runner)
     t_reset = monitor.now()
     # Fresh chunks only: computed from observations after the reset, and the old plan run out.
@@ -165,12 +154,12 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
                             wall_budget(horizon_s), runner):
         raise CliError(f"episode {index}: the policy published {len(fresh())} chunk(s) from the new scene "
                        f"within {wall_budget(horizon_s):.0f} s (see the policy log)")
-    _trigger(monitor, SERVICES["enable"])
+    monitor.trigger(SERVICES["enable"])
     t_start = monitor.now()
     succeeded = lambda: any(t >= t_start for t in monitor.success_times)  # noqa: E731
     monitor.wait_for(lambda: succeeded() or monitor.now() - t_start >= timeout_s, wall_budget(timeout_s), runner)
     t_end = monitor.now()
-    _trigger(monitor, SERVICES["disable"])
+    monitor.trigger(SERVICES["disable"])
     with monitor._lock:
         rewards = [r for t, r in monitor.rewards if t_start <= t <= t_end]
         chunks = monitor.chunks[n_chunks0:]
@@ -189,7 +178,7 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
 
 def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) -> dict:
     from motus_ros.bringup import GraphRunner
-    from motus_ros.graph import GraphError, load_graph
+    from motus_ros.graph import GraphError, load_graph, with_parameter_overrides
     from motus_ros.layout import CONTROL_RATE_HZ
     from motus_ros.training.evaluation import summarize
 
@@ -206,16 +195,9 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
                                        "seed": args.seed}},
     }
     run_dir.mkdir(parents=True, exist_ok=True)
-    override_file = run_dir / "overrides.yaml"
-    override_file.write_text(yaml.safe_dump(overrides, sort_keys=False))
-    nodes = []
-    for spec in graph.nodes:
-        if spec.name not in KEEP_NODES and not args.full_graph:
-            continue
-        if spec.name in overrides:
-            spec = replace(spec, parameters=spec.parameters + (override_file,))   # the last file wins
-        nodes.append(spec)
-    graph = replace(graph, nodes=tuple(nodes))
+    if not args.full_graph:
+        graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in KEEP_NODES))
+    graph = with_parameter_overrides(graph, run_dir / "overrides.yaml", overrides)
     log = open(run_dir / "bringup.log", "w")
     extra = {"OMP_NUM_THREADS": str(args.threads)} if args.threads > 0 else {}
     runner = GraphRunner(graph, out=log, log_dir=run_dir / "logs", extra_environment=extra)
@@ -252,7 +234,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
             "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
             "real_time_factor_cap": args.real_time_factor,
             "node_threads": args.threads or "default",
-            "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(n.name for n in nodes) + ")",
+            "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(n.name for n in graph.nodes) + ")",
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}

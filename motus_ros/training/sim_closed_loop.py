@@ -83,9 +83,9 @@ def scene_dependence(first: FirstChunks, task: str) -> dict:
     """Does the first chunk follow the scene? Compared with the scripted expert's chunk for the same
     scenes, on the chunk's last row, over the 12 arm joints (radians).
 
-    - correlation: per joint whose expert target varies with the scene, the correlation over episodes between policy and expert, averaged. A
-      policy that reads the object's place from the cameras approaches 1; one that ignores them is
-      near 0, however its samples spread (a flow policy that cannot see the object samples the
+    - correlation: per joint whose expert target varies with the scene, the correlation over
+      episodes between policy and expert, averaged. A policy that reads the object's place from the
+      cameras approaches 1; one that ignores them is near 0, however its samples spread (a flow policy that cannot see the object samples the
       whole distribution of demonstrated approaches, so its spread alone proves nothing).
     - error vs scene_blind_error: the policy's mean absolute error, beside that of always playing the
       expert's average chunk (a policy that ignores the scene but gets the average right).
@@ -208,4 +208,5 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
     return results, latencies
 
 
-__all__ = ["ChunkPolicy", "ExecutedChunks", "FirstChunks", "scene_dependence", "ScriptedChunkPolicy", "executor_settings", "run_episodes", "IMAGE_SIZE"]
+__all__ = ["ChunkPolicy", "ExecutedChunks", "FirstChunks", "IMAGE_SIZE", "ScriptedChunkPolicy", "executor_settings",
+           "run_episodes", "scene_dependence"]

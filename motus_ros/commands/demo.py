@@ -194,13 +194,14 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
             "successes": sum(e["success"] for e in episodes)}
 
 
-def _fresh_scene(monitor: DemoMonitor, runner, horizon_s: float = 1.6) -> None:
+def _fresh_scene(monitor: DemoMonitor, runner) -> None:
     """Start the episode as `motus-ros eval` does: once every node is up (a chunk and a world-model
     future seen: start-up loads models on the same cores), disable the arms, reset the scene, wait
     for chunks computed from the new scene and for the old plan (one chunk horizon) to run out,
     then enable the arms. The recorded episode then starts at the scene's start pose."""
-    from motus_ros.layout import SERVICES
+    from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ, SERVICES
 
+    horizon_s = CHUNK_SIZE / CONTROL_RATE_HZ
     if not monitor.wait_for(lambda: monitor.seen.chunks > 0 and monitor.seen.wm_futures > 0, 180, runner):
         raise CliError("the policy and world model did not both publish within 180 s (see the logs)")
     monitor.trigger(SERVICES["disable"])
@@ -224,10 +225,10 @@ def main(argv: list[str]) -> int:
         raise CliError(f"--duration: got {args.duration}, expected a positive number of seconds")
     if args.record < 0:
         raise CliError(f"--record: got {args.record}, expected a number of episodes >= 1")
-    run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
     if args.real_time_factor <= 0:
         raise CliError(f"--real-time-factor: got {args.real_time_factor}, expected > 0")
+    run_dir = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
     profile = "sim_teleop" if args.record else "sim"
     try:
         graph = load_graph(profile)

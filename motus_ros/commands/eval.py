@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from motus_ros.cli import CliError
+from motus_ros.execution.chunks import STRATEGIES
 from motus_ros.graph_monitor import GraphMonitor
 
 HELP = "evaluate a checkpoint: closed-loop episodes in the sim graph and offline IDM/WM metrics"
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-time-factor", type=float, default=1.0,
                    help="cap on simulated seconds per wall second (lower gives a slow policy more time)")
     p.add_argument("--steps", type=int, default=0, help="Euler steps per chunk (0 = the model's default)")
-    p.add_argument("--strategy", default="", choices=("", "replace", "temporal_ensemble", "rtc"),
+    p.add_argument("--strategy", default="", choices=("", *STRATEGIES),
                    help="chunk executor blending ('' = config/sim/chunk_executor.yaml)")
     p.add_argument("--device", default="cpu", help="torch device of the policy node")
     p.add_argument("--startup-timeout", type=float, default=180.0, help="wall seconds for the graph to come up")

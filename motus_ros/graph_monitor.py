@@ -26,8 +26,21 @@ class GraphMonitor:
         self._lock = threading.Lock()
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        # Our own spin loop (not executor.spin) so close() can stop and join it before the node
+        # and context go away: a spin thread still waiting in rcl at interpreter exit aborts the
+        # process ("terminate called without an active exception", 9 of 40 runs before this).
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # noqa: BLE001 - the context shut down under us
+                if self._stop.is_set():
+                    return
+                raise
 
     def now(self) -> float:
         """Simulated time (s) from /clock."""
@@ -73,6 +86,9 @@ class GraphMonitor:
     def close(self) -> None:
         import rclpy  # noqa: PLC0415
 
-        self.executor.shutdown()
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self.executor.remove_node(self.node)
+        self.executor.shutdown(timeout_sec=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown()

@@ -85,6 +85,19 @@ class GraphSpec:
                 return spec
         raise KeyError(name)
 
+    def parameter(self, node: str, name: str, default: Any = None) -> Any:
+        """The value node `node` gets for parameter `name` from its parameter files, as ROS applies
+        them: file by file, the last one that sets it wins; within a file the node's own entry wins
+        over `/**`. `default` when no file sets it (the node's declared default then applies)."""
+        value = default
+        for path in self.node(node).parameters:
+            raw = _load_yaml(path, "parameters file") or {}
+            for key in ("/**", node, f"/{node}"):
+                params = (raw.get(key) or {}).get("ros__parameters") or {}
+                if name in params:
+                    value = params[name]
+        return value
+
     def process_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for node processes: defaults < graph environment < the caller's variables."""
         base = dict(os.environ if base is None else base)

@@ -1,8 +1,9 @@
-"""An in-process rclpy node that watches a running graph and calls its services.
+"""An in-process rclpy node that watches a running sim graph and calls its services.
 
 Shared by `motus-ros demo` and `motus-ros eval`: it follows simulated time (/clock), spins in a
-background thread, and turns a dead required node, a missing service or a silent one into a
-CliError that says which.
+background thread, records every ActionChunk's stamp and latency and the sim's episode counter,
+starts episodes from a fresh scene, and turns a dead required node, a missing service or a silent
+one into a CliError that says which.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from motus_ros.cli import CliError
 
 
 class GraphMonitor:
-    """Node `name` on simulated time; subclasses add their subscriptions in __init__."""
+    """Node `name` on simulated time; subclasses add their subscriptions in __init__ and may
+    extend `_on_chunk`."""
 
     def __init__(self, name: str):
         import rclpy  # noqa: PLC0415 - keep `motus-ros --help` free of ROS imports
@@ -24,6 +26,9 @@ class GraphMonitor:
         self.node = rclpy.create_node(name, parameter_overrides=[
             Parameter("use_sim_time", Parameter.Type.BOOL, True)])
         self._lock = threading.Lock()
+        self.chunks: list[tuple[float, float]] = []    # (header stamp s, inference latency s) of each chunk
+        self.episode_number = -1                         # /sim/episode, bumped by every /sim/reset
+        self._subscribe_chunks_and_episodes()
         self.executor = MultiThreadedExecutor(num_threads=2)
         self.executor.add_node(self.node)
         # Our own spin loop (not executor.spin) so close() can stop and join it before the node
@@ -41,6 +46,49 @@ class GraphMonitor:
                 if self._stop.is_set():
                     return
                 raise
+
+    def _subscribe_chunks_and_episodes(self) -> None:
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
+        from std_msgs.msg import UInt32  # noqa: PLC0415
+
+        from motus_msgs.msg import ActionChunk  # noqa: PLC0415
+        from motus_ros.layout import TOPICS  # noqa: PLC0415
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
+        self.node.create_subscription(UInt32, "/sim/episode", self._on_episode, latched)
+
+    def _on_chunk(self, msg) -> None:
+        with self._lock:
+            self.chunks.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, float(msg.inference_latency)))
+
+    def _on_episode(self, msg) -> None:
+        with self._lock:
+            self.episode_number = int(msg.data)
+
+    def start_fresh_episode(self, runner, horizon_s: float, wait_s: float, before_enable=None) -> tuple[str, float]:
+        """Disable the arms, call /sim/reset, wait (up to wait_s wall seconds) for two chunks computed
+        from the new scene and for the old plan (one chunk horizon, horizon_s) to run out, run
+        before_enable, then enable the arms. Returns the reset's message and its simulated time.
+
+        The arms therefore start every episode at the scene's start pose, driven by a plan of the
+        scene they see, whatever the policy was doing before."""
+        from motus_ros.layout import SERVICES  # noqa: PLC0415
+
+        self.trigger(SERVICES["disable"])
+        before = self.episode_number
+        message = self.trigger("/sim/reset")
+        self.wait_for(lambda: self.episode_number != before, 10.0, runner)
+        t_reset = self.now()
+        fresh = lambda: sum(1 for stamp, _ in self.chunks if stamp >= t_reset)  # noqa: E731
+        if not self.wait_for(lambda: fresh() >= 2 and self.now() >= t_reset + horizon_s, wait_s, runner):
+            raise CliError(f"the policy published {fresh()} chunk(s) from the new scene within {wait_s:.0f} s "
+                           "(see the policy log)")
+        if before_enable is not None:
+            before_enable()
+        self.trigger(SERVICES["enable"])
+        return message, t_reset
 
     def now(self) -> float:
         """Simulated time (s) from /clock."""

@@ -60,9 +60,12 @@ def test_each_tick_moves_at_most_the_configured_step(ros):
     node, backend = start_driver(ros, max_velocity_scale=0.1)
     pub = ros.node.create_publisher(JointState, TOPICS["joint_command"], 10)
     states.wait_for(1)
+    wait_until(lambda: pub.get_subscription_count() > 0, 5, "driver subscription")
     target = np.full(DOF, 0.5)
+    # 0.1 rad takes ~0.3 s at the limited speed; the long timeout is for a loaded CI machine, where
+    # this once saw commands delivered with gaps of up to 1.3 s (the watchdog held meanwhile).
     wait_until(lambda: pub.publish(command(target)) or states.messages[-1].position[0] > 0.1,
-               timeout=10, what="arm moving")
+               timeout=30, what="arm moving")
     positions = np.array([m.position for m in states.messages])
     steps = np.abs(np.diff(positions, axis=0)).max(axis=0)
     # calibration/mock: max_velocity 3 rad/s (joints 1-3), 4 (joints 4-6, gripper) x 0.1 / 100 Hz

@@ -82,3 +82,7 @@ def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     assert report["executor_strategy"] == "replace"
     overrides = yaml.safe_load((tmp_path / "report_run" / "overrides.yaml").read_text())
     assert overrides["chunk_executor"]["ros__parameters"]["strategy"] == "replace"
+    # no --steps: the policy keeps config/sim/policy.yaml's Euler steps, and the report says how many
+    assert "steps" not in overrides["policy"]["ros__parameters"]
+    from motus_ros.graph import load_graph
+    assert report["euler_steps"] == load_graph("sim").parameter("policy", "steps") > 0

@@ -57,6 +57,18 @@ def test_large_data_transport_is_default_and_overridable(tmp_path):
     assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4" and env["MY_VAR"] == "2"
 
 
+def test_parameter_value_follows_ros_file_order(tmp_path):
+    (tmp_path / "base.yaml").write_text("/**:\n  ros__parameters:\n    rate: 1.0\n    steps: 3\n"
+                                        "talker:\n  ros__parameters:\n    rate: 5.0\n")
+    (tmp_path / "override.yaml").write_text("talker:\n  ros__parameters:\n    steps: 7\n")
+    body = GOOD.replace("parameters: [PARAMS]", f"parameters: [{tmp_path / 'base.yaml'}, {tmp_path / 'override.yaml'}]")
+    spec = load_graph(str(write_graph(tmp_path, body)))
+    assert spec.parameter("talker", "rate") == 5.0       # the node's own entry beats /** in a file
+    assert spec.parameter("talker", "steps") == 7        # a later file beats an earlier one
+    assert spec.parameter("talker", "missing", "dflt") == "dflt"
+    assert spec.parameter("listener", "rate", 0) == 0    # no parameter files at all
+
+
 def test_unknown_profile_names_the_available_ones():
     with pytest.raises(GraphError, match=r"unknown profile 'nope'; expected one of: .*sim"):
         load_graph("nope")

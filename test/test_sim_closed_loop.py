@@ -84,10 +84,16 @@ def test_eval_in_process_cli_reports_the_sim_driver_seed_sequence(tmp_path):
     assert [e["seed"] for e in report["per_episode"]] == expected
     assert report["episodes"] == 2 and report["chunk_latency_s"]["count"] == 4 and report["policy"] == "motus"
     assert report["graph"].startswith("none") and report["scene_dependence"]["episodes"] == 2
+    # no --steps: the in-process loop runs what the graph's policy node would (config/sim/policy.yaml)
+    from motus_ros.graph import load_graph
+    assert report["euler_steps"] == load_graph("sim").parameter("policy", "steps") > 0
 
     bad = subprocess.run([MOTUS_ROS, "eval", "--scripted", "--episodes", "1", "--out", str(tmp_path / "x.json")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--scripted needs --in-process" in bad.stderr
+    bad = subprocess.run([MOTUS_ROS, "eval", "--in-process", "--steps", "-1", "--out", str(tmp_path / "x.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--steps: got -1" in bad.stderr
 
 
 def test_scene_dependence_tells_a_blind_policy_from_the_expert():

@@ -54,10 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="record N scripted-expert episodes with the sim_teleop graph instead")
     parser.add_argument("--episode-timeout", type=float, default=90.0,
                         help="wall-clock seconds per expert episode with --record (default 90)")
-    parser.add_argument("--real-time-factor", type=float, default=0.3,
-                        help="policy episode: cap on simulated seconds per wall second (default 0.3: on a "
-                             "CPU a chunk takes ~0.3-1 s, and the world waits for the policy as it would on "
-                             "a GPU; 1.0 = real time)")
+    parser.add_argument("--real-time-factor", type=float, default=1.0,
+                        help="policy episode: cap on simulated seconds per wall second (default 1.0, real "
+                             "time: on 2 CPU cores a chunk arrives ~0.3 s after its observation; on a slower "
+                             "machine lower it, e.g. 0.3, so the world waits for the policy as it would on a GPU)")
     parser.add_argument("--strategy", default="temporal_ensemble", choices=STRATEGIES,
                         help="policy episode: chunk executor blending (default temporal_ensemble)")
     parser.add_argument("--out", type=Path, default=None,
@@ -72,15 +72,13 @@ class DemoMonitor(GraphMonitor):
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Bool, Float64
 
-        from motus_msgs.msg import ActionChunk, ChunkExecutionStats, PredictedFuture
+        from motus_msgs.msg import ChunkExecutionStats, PredictedFuture
         from motus_ros.layout import TOPICS
 
+        self.seen = DemoObservations()      # before the base class starts spinning our callbacks
         super().__init__("demo_monitor")
-        self.seen = DemoObservations()
-        self.last_chunk_stamp = -1.0
         n = self.node
         n.create_subscription(JointState, TOPICS["joint_states"], self._on_joints, 10)
-        n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
         n.create_subscription(PredictedFuture, TOPICS["predicted_future"],
                               lambda _: self._bump("predicted_futures"), 2)
         n.create_subscription(PredictedFuture, TOPICS["wm_future"], lambda _: self._bump("wm_futures"), 2)
@@ -100,8 +98,8 @@ class DemoMonitor(GraphMonitor):
             self.seen.last_positions = list(msg.position)
 
     def _on_chunk(self, msg) -> None:
+        super()._on_chunk(msg)
         with self._lock:
-            self.last_chunk_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
             self.seen.chunks += 1
             self.seen.chunk_latencies.append(float(msg.inference_latency))
             if msg.header.stamp.sec or msg.header.stamp.nanosec:
@@ -195,25 +193,24 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
 
 
 def _fresh_scene(monitor: DemoMonitor, runner) -> None:
-    """Start the episode as `motus-ros eval` does: once every node is up (a chunk and a world-model
-    future seen: start-up loads models on the same cores), disable the arms, reset the scene, wait
-    for chunks computed from the new scene and for the old plan (one chunk horizon) to run out,
-    then enable the arms. The recorded episode then starts at the scene's start pose."""
-    from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ, SERVICES
+    """Start the episode as `motus-ros eval` does, once every node is up (a chunk and a world-model
+    future seen: start-up loads models on the same cores): GraphMonitor.start_fresh_episode. The
+    recorded episode then starts at the scene's start pose."""
+    from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ
 
-    horizon_s = CHUNK_SIZE / CONTROL_RATE_HZ
     if not monitor.wait_for(lambda: monitor.seen.chunks > 0 and monitor.seen.wm_futures > 0, 180, runner):
-        raise CliError("the policy and world model did not both publish within 180 s (see the logs)")
-    monitor.trigger(SERVICES["disable"])
-    monitor.trigger("/sim/reset")
-    t_reset = monitor.now()
-    if not monitor.wait_for(lambda: monitor.last_chunk_stamp >= t_reset and monitor.now() >= t_reset + horizon_s,
-                            120, runner):
-        raise CliError("no chunk from the new scene within 120 s (see the policy log)")
-    with monitor._lock:
-        monitor.seen.success, monitor.seen.max_reward = False, 0.0
-        monitor.seen.first_positions = monitor.seen.last_positions
-    monitor.trigger(SERVICES["enable"])
+        seen = monitor.seen
+        raise CliError(f"the policy and world model did not both publish within 180 s: {seen.chunks} chunk(s), "
+                       f"{seen.wm_futures} world-model future(s), {seen.joint_states} joint state(s) seen; "
+                       f"nodes visible: {', '.join(sorted(monitor.node.get_node_names())) or 'none'} "
+                       "(see the logs)")
+
+    def forget_the_old_scene() -> None:
+        with monitor._lock:
+            monitor.seen.success, monitor.seen.max_reward = False, 0.0
+            monitor.seen.first_positions = monitor.seen.last_positions
+
+    monitor.start_fresh_episode(runner, CHUNK_SIZE / CONTROL_RATE_HZ, 120, before_enable=forget_the_old_scene)
 
 
 def main(argv: list[str]) -> int:

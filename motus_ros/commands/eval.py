@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulated seconds per episode after the arms are enabled (default 12)")
     p.add_argument("--real-time-factor", type=float, default=1.0,
                    help="cap on simulated seconds per wall second (lower gives a slow policy more time)")
-    p.add_argument("--steps", type=int, default=0, help="Euler steps per chunk (0 = the model's default)")
+    p.add_argument("--steps", type=int, default=0, help="Euler steps per chunk (0 = config/sim/policy.yaml's "
+                   "steps; there 0 = the model's default)")
     p.add_argument("--strategy", default="", choices=("", *STRATEGIES),
                    help="chunk executor blending ('' = config/sim/chunk_executor.yaml)")
     p.add_argument("--device", default="cpu", help="torch device of the policy node")
@@ -97,28 +98,15 @@ class EvalMonitor(GraphMonitor):
     """Episode control (arm enable/disable, /sim/reset) and watching, on simulated time."""
 
     def __init__(self):
-        from std_msgs.msg import Bool, Float64, UInt32
+        from std_msgs.msg import Bool, Float64
 
-        from motus_msgs.msg import ActionChunk
         from motus_ros.layout import TOPICS
 
         super().__init__("eval_monitor")
-        self.episode_number = -1
-        self.chunks: list[tuple[float, float]] = []        # (stamp s, latency s)
         self.success_times: list[float] = []
         self.rewards: list[tuple[float, float]] = []       # (sim time s, reward)
-        n = self.node
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        n.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
-        n.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
-        n.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
-        n.create_subscription(UInt32, "/sim/episode", self._on_episode, latched)
-
-    def _on_chunk(self, msg) -> None:
-        with self._lock:
-            self.chunks.append((msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, float(msg.inference_latency)))
+        self.node.create_subscription(Bool, TOPICS["task_success"], self._on_success, 10)
+        self.node.create_subscription(Float64, "/sim/reward", self._on_reward, 10)
 
     def _on_success(self, msg) -> None:
         if msg.data:
@@ -129,9 +117,6 @@ class EvalMonitor(GraphMonitor):
         with self._lock:
             self.rewards.append((self.now(), float(msg.data)))
 
-    def _on_episode(self, msg) -> None:
-        with self._lock:
-            self.episode_number = int(msg.data)
 
 def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, horizon_s: float, rtf: float):
     """One seeded episode; returns an EpisodeResult and the latencies of its chunks."""
@@ -143,19 +128,11 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
 
     wall0 = time.monotonic()
     wall_budget = lambda sim_s: 60.0 + 3.0 * sim_s / rtf  # noqa: E731 - sim time may run slower than wall
-    monitor.trigger(SERVICES["disable"])
-    before = monitor.episode_number
     n_chunks0 = len(monitor.chunks)            # chunks (and latencies) of this episode: from its reset on
-    message = monitor.trigger("/sim/reset")
-    monitor.wait_for(lambda: monitor.episode_number != before, 10.0, runner)
-    t_reset = monitor.now()
-    # Fresh chunks only: computed from observations after the reset, and the old plan run out.
-    fresh = lambda: [c for c in monitor.chunks if c[0] >= t_reset]  # noqa: E731
-    if not monitor.wait_for(lambda: len(fresh()) >= 2 and monitor.now() >= t_reset + horizon_s,
-                            wall_budget(horizon_s), runner):
-        raise CliError(f"episode {index}: the policy published {len(fresh())} chunk(s) from the new scene "
-                       f"within {wall_budget(horizon_s):.0f} s (see the policy log)")
-    monitor.trigger(SERVICES["enable"])
+    try:
+        message, _ = monitor.start_fresh_episode(runner, horizon_s, wall_budget(horizon_s))
+    except CliError as exc:
+        raise CliError(f"episode {index}: {exc}") from None
     t_start = monitor.now()
     succeeded = lambda: any(t >= t_start for t in monitor.success_times)  # noqa: E731
     monitor.wait_for(lambda: succeeded() or monitor.now() - t_start >= timeout_s, wall_budget(timeout_s), runner)
@@ -192,8 +169,9 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
                                            "sim_real_time_factor": args.real_time_factor}},
         **({"chunk_executor": {"ros__parameters": {"strategy": args.strategy}}} if args.strategy else {}),
         "policy": {"ros__parameters": {"preset": args.preset, "checkpoint": ckpt, "stats": stats,
-                                       "instruction": instruction, "device": args.device, "steps": args.steps,
-                                       "seed": args.seed}},
+                                       "instruction": instruction, "device": args.device, "seed": args.seed,
+                                       # 0 keeps config/sim/policy.yaml's steps (tuned for the shipped model)
+                                       **({"steps": args.steps} if args.steps else {})}},
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.full_graph:
@@ -234,12 +212,21 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
     meta = {"task": args.task, "instruction": instruction, "checkpoint": ckpt or None, "stats": stats or None,
             "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
             "real_time_factor_cap": args.real_time_factor,
+            "euler_steps": graph.parameter("policy", "steps", 0) or "model default",
             "node_threads": args.threads or "default",
             "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(n.name for n in graph.nodes) + ")",
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
     return summarize(results, latencies, meta)
+
+
+def _configured_steps() -> int | None:
+    """config/sim/policy.yaml's Euler steps (None: the model's default), so that the in-process loop
+    evaluates what the graph runs."""
+    from motus_ros.graph import load_graph
+
+    return load_graph("sim").parameter("policy", "steps", 0) or None
 
 
 def in_process(args, ckpt: str, stats: str, instruction: str) -> dict:
@@ -256,7 +243,7 @@ def in_process(args, ckpt: str, stats: str, instruction: str) -> dict:
         policy, ckpt, stats = ScriptedChunkPolicy(args.task), "", ""
     else:
         policy = load_policy(preset=args.preset, checkpoint=ckpt or None, stats=stats or None, device=args.device,
-                             steps=args.steps or None, seed=args.seed)
+                             steps=args.steps or _configured_steps(), seed=args.seed)
     wall0 = time.monotonic()
 
     def report(r) -> None:
@@ -274,6 +261,7 @@ def in_process(args, ckpt: str, stats: str, instruction: str) -> dict:
             "preset": args.preset, "seed": args.seed, "episode_timeout_sim_s": args.episode_timeout,
             "graph": "none (in process: motus_ros.training.sim_closed_loop, zero latency)",
             "policy": "scripted expert" if args.scripted else "motus",
+            "euler_steps": None if args.scripted else policy.steps,
             "replan_sim_s": args.replan, "executor_strategy": executor_settings(args.strategy)["strategy"],
             "torch_threads": torch.get_num_threads(), "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
@@ -314,6 +302,8 @@ def main(argv: list[str]) -> int:
     ckpt, stats, instruction = _checkpoint_files(args)
     run_dir = args.run_dir or args.out.parent / (args.out.stem + "_run")
     report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if args.steps < 0:
+        raise CliError(f"--steps: got {args.steps}, expected >= 1 Euler steps (or 0 for config/sim/policy.yaml's)")
     if args.replan <= 0:
         raise CliError(f"--replan: got {args.replan}, expected > 0 simulated seconds")
     if args.scripted and not args.in_process:

@@ -11,6 +11,31 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from motus_ros.params import ParameterError
 
 
+SIM_CLOCK_CHECK_S = 10.0  # wall seconds between checks that simulated time advances
+
+
+def watch_sim_clock(node: "rclpy.node.Node", period_s: float = SIM_CLOCK_CHECK_S):
+    """With use_sim_time, every timer of the node runs on /clock: if no simulation publishes it, the
+    node does nothing and says nothing. This wall-clock timer says so, once per period_s, while
+    simulated time stands still. Returns the timer (None without use_sim_time)."""
+    from rclpy.clock import Clock, ClockType  # noqa: PLC0415
+
+    if not node.get_parameter("use_sim_time").value:
+        return None
+    last = [node.get_clock().now().nanoseconds]
+
+    def check() -> None:
+        now = node.get_clock().now().nanoseconds
+        if now == last[0]:
+            what = "no /clock received yet" if now == 0 else f"/clock stopped at {now * 1e-9:.3f} s"
+            node.get_logger().warning(f"use_sim_time is true and {what} for {period_s:g} s: this node's "
+                                      "timers wait for simulated time (is the simulation running and "
+                                      "on this ROS_DOMAIN_ID?)")
+        last[0] = now
+
+    return node.create_timer(period_s, check, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,
              threads: int = 2) -> int:
     """Create the node and spin it until shutdown; returns the process exit status.
@@ -23,6 +48,7 @@ def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = 
     node = executor = None
     try:
         node = factory()
+        watch_sim_clock(node)
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()

@@ -1,4 +1,5 @@
-"""`motus-ros demo --record`: the sim_teleop graph records a scripted-expert episode to a bag.
+"""`motus-ros demo`: `--record` records a scripted-expert episode to a bag through the sim_teleop
+graph; the policy episode's start-up waits (policy required, world model optional).
 
 The expert's success through the ROS graph is not certain on a loaded CPU (35 of 40 in one
 measurement), so the test checks the recording, not the hand-over."""
@@ -8,6 +9,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 MOTUS_ROS = str(Path(sys.executable).parent / "motus-ros")
 
@@ -22,3 +25,48 @@ def test_demo_record_writes_an_expert_episode(tmp_path):
     bag = tmp_path / summary["episodes"][0]["bag"]
     assert (bag / "episode.json").is_file() and list(bag.glob("*.mcap"))
     assert not (tmp_path / "run" / "overrides.yaml").exists()     # the policy-episode settings stay out of it
+
+
+class _FakeMonitor:
+    """What _fresh_scene uses of DemoMonitor, without ROS: wait_for only evaluates the predicate."""
+
+    def __init__(self, chunks: int, wm_futures: int):
+        import threading
+
+        from motus_ros.commands.demo import DemoObservations
+
+        self.seen = DemoObservations(chunks=chunks, wm_futures=wm_futures, joint_states=7)
+        self._lock = threading.Lock()
+        self.started = []
+        self.node = type("Node", (), {"get_node_names": staticmethod(lambda: ["arm_driver", "policy"])})()
+
+    def wait_for(self, predicate, timeout, runner=None):
+        return predicate()
+
+    def start_fresh_episode(self, runner, horizon_s, wait_s, before_enable=None):
+        before_enable()
+        self.started.append(horizon_s)
+        return "reset", 0.0
+
+
+def test_demo_episode_goes_on_without_a_silent_world_model(capsys):
+    from motus_ros.commands.demo import _fresh_scene
+
+    monitor = _FakeMonitor(chunks=3, wm_futures=0)
+    _fresh_scene(monitor, runner=None)
+    assert monitor.started == [1.6]              # 48 rows at 30 Hz: the old plan runs out first
+    assert "world model published nothing" in capsys.readouterr().err
+
+    monitor = _FakeMonitor(chunks=3, wm_futures=2)
+    _fresh_scene(monitor, runner=None)
+    assert monitor.started and "world model" not in capsys.readouterr().err
+
+
+def test_demo_fails_clearly_without_a_policy_chunk():
+    from motus_ros.cli import CliError
+    from motus_ros.commands.demo import _fresh_scene
+
+    monitor = _FakeMonitor(chunks=0, wm_futures=1)
+    with pytest.raises(CliError, match=r"policy published no chunk .*7 joint state.*nodes visible: arm_driver, policy"):
+        _fresh_scene(monitor, runner=None)
+    assert monitor.started == []

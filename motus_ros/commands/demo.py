@@ -26,6 +26,8 @@ HELP = "run the whole loop in simulation and print a summary (--record N: collec
 TASK = "transfer_cube"
 INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"
 SETTLE_AFTER_SUCCESS_S = 1.0  # wall seconds recorded after the task succeeds
+POLICY_START_S = 180.0        # wall seconds for the policy's first chunk (model loading on a CPU)
+WORLD_MODEL_GRACE_S = 60.0    # then for the world model's first future (it starts at the same time)
 
 
 @dataclass
@@ -193,17 +195,22 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
 
 
 def _fresh_scene(monitor: DemoMonitor, runner) -> None:
-    """Start the episode as `motus-ros eval` does, once every node is up (a chunk and a world-model
-    future seen: start-up loads models on the same cores): GraphMonitor.start_fresh_episode. The
-    recorded episode then starts at the scene's start pose."""
+    """Start the episode as `motus-ros eval` does (GraphMonitor.start_fresh_episode) once the policy
+    has published a chunk and the world model a future, or WORLD_MODEL_GRACE_S after the chunk:
+    start-up loads models on the same cores. The recorded episode starts at the scene's start pose."""
     from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ
 
-    if not monitor.wait_for(lambda: monitor.seen.chunks > 0 and monitor.seen.wm_futures > 0, 180, runner):
-        seen = monitor.seen
-        raise CliError(f"the policy and world model did not both publish within 180 s: {seen.chunks} chunk(s), "
-                       f"{seen.wm_futures} world-model future(s), {seen.joint_states} joint state(s) seen; "
-                       f"nodes visible: {', '.join(sorted(monitor.node.get_node_names())) or 'none'} "
-                       "(see the logs)")
+    seen = monitor.seen
+    if not monitor.wait_for(lambda: seen.chunks > 0, POLICY_START_S, runner):
+        raise CliError(f"the policy published no chunk within {POLICY_START_S:.0f} s: {seen.joint_states} joint "
+                       f"state(s) seen; nodes visible: {', '.join(sorted(monitor.node.get_node_names())) or 'none'} "
+                       "(see logs/policy.log in the run folder)")
+    # The world model only imagines futures; the loop does not need it, so a silent one is reported
+    # (summary: world_model_futures 0) rather than failing the demo.
+    if not monitor.wait_for(lambda: seen.wm_futures > 0, WORLD_MODEL_GRACE_S, runner):
+        print(f"[demo] warning: the world model published nothing {WORLD_MODEL_GRACE_S:.0f} s after the policy's "
+              "first chunk (see logs/world_model.log in the run folder); the episode runs without it",
+              file=sys.stderr, flush=True)
 
     def forget_the_old_scene() -> None:
         with monitor._lock:

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wall-clock seconds per expert episode with --record (default 90)")
     parser.add_argument("--real-time-factor", type=float, default=1.0,
                         help="policy episode: cap on simulated seconds per wall second (default 1.0, real "
-                             "time: on 2 CPU cores a chunk arrives ~0.3 s after its observation; on a slower "
+                             "time: on 2 CPU cores a chunk arrives ~0.3-0.7 s after its observation; on a slower "
                              "machine lower it, e.g. 0.3, so the world waits for the policy as it would on a GPU)")
     parser.add_argument("--strategy", default="temporal_ensemble", choices=STRATEGIES,
                         help="policy episode: chunk executor blending (default temporal_ensemble)")

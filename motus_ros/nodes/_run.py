@@ -14,26 +14,38 @@ from motus_ros.params import ParameterError
 SIM_CLOCK_CHECK_S = 10.0  # wall seconds between checks that simulated time advances
 
 
-def watch_sim_clock(node: "rclpy.node.Node", period_s: float = SIM_CLOCK_CHECK_S):
-    """With use_sim_time, every timer of the node runs on /clock: if no simulation publishes it, the
-    node does nothing and says nothing. This wall-clock timer says so, once per period_s, while
-    simulated time stands still. Returns the timer (None without use_sim_time)."""
+class SimClockWatch:
+    """Warns when simulated time stands still: with use_sim_time every timer of a node runs on
+    /clock, so without a simulation publishing it the node does nothing and says nothing."""
+
+    def __init__(self, node: "rclpy.node.Node", period_s: float):
+        self.node = node
+        self.period_s = period_s
+        self.last_ns = node.get_clock().now().nanoseconds
+        self.timer = None
+
+    def check(self) -> str | None:
+        """Log (and return) a warning if simulated time has not moved since the last check."""
+        now = self.node.get_clock().now().nanoseconds
+        stopped, self.last_ns = now == self.last_ns, now
+        if not stopped:
+            return None
+        what = "no /clock received yet" if now == 0 else f"/clock stopped at {now * 1e-9:.3f} s"
+        text = (f"use_sim_time is true and {what} for {self.period_s:g} s: this node's timers wait for "
+                "simulated time (is the simulation running and on this ROS_DOMAIN_ID?)")
+        self.node.get_logger().warning(text)
+        return text
+
+
+def watch_sim_clock(node: "rclpy.node.Node", period_s: float = SIM_CLOCK_CHECK_S) -> SimClockWatch | None:
+    """A SimClockWatch checked every period_s of wall time (None without use_sim_time)."""
     from rclpy.clock import Clock, ClockType  # noqa: PLC0415
 
     if not node.get_parameter("use_sim_time").value:
         return None
-    last = [node.get_clock().now().nanoseconds]
-
-    def check() -> None:
-        now = node.get_clock().now().nanoseconds
-        if now == last[0]:
-            what = "no /clock received yet" if now == 0 else f"/clock stopped at {now * 1e-9:.3f} s"
-            node.get_logger().warning(f"use_sim_time is true and {what} for {period_s:g} s: this node's "
-                                      "timers wait for simulated time (is the simulation running and "
-                                      "on this ROS_DOMAIN_ID?)")
-        last[0] = now
-
-    return node.create_timer(period_s, check, clock=Clock(clock_type=ClockType.STEADY_TIME))
+    watch = SimClockWatch(node, period_s)
+    watch.timer = node.create_timer(period_s, watch.check, clock=Clock(clock_type=ClockType.STEADY_TIME))
+    return watch
 
 
 def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,

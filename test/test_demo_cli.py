@@ -35,7 +35,8 @@ class _FakeMonitor:
 
         from motus_ros.commands.demo import DemoObservations
 
-        self.seen = DemoObservations(chunks=chunks, wm_futures=wm_futures, joint_states=7)
+        self.seen = DemoObservations(wm_futures=wm_futures, joint_states=7)
+        self.chunks = [(1.0 + i, 0.3) for i in range(chunks)]
         self._lock = threading.Lock()
         self.started = []
         self.node = type("Node", (), {"get_node_names": staticmethod(lambda: ["arm_driver", "policy"])})()

@@ -14,7 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from motus_ros.cli import CliError
@@ -32,14 +32,12 @@ WORLD_MODEL_GRACE_S = 60.0    # then for the world model's first future (it star
 
 @dataclass
 class DemoObservations:
-    """What the demo monitor saw on the graph's topics (filled from callbacks)."""
+    """What the demo monitor saw on the graph's topics (filled from callbacks); the chunks are in
+    GraphMonitor.chunks."""
 
     joint_states: int = 0
     first_positions: list[float] | None = None
     last_positions: list[float] | None = None
-    chunks: int = 0
-    chunk_latencies: list[float] = field(default_factory=list)
-    chunk_stamps_ok: int = 0
     predicted_futures: int = 0
     wm_futures: int = 0
     dropped_steps: int = 0
@@ -99,14 +97,6 @@ class DemoMonitor(GraphMonitor):
                 self.seen.first_positions = list(msg.position)
             self.seen.last_positions = list(msg.position)
 
-    def _on_chunk(self, msg) -> None:
-        super()._on_chunk(msg)
-        with self._lock:
-            self.seen.chunks += 1
-            self.seen.chunk_latencies.append(float(msg.inference_latency))
-            if msg.header.stamp.sec or msg.header.stamp.nanosec:
-                self.seen.chunk_stamps_ok += 1
-
     def _on_stats(self, msg) -> None:
         with self._lock:
             self.seen.dropped_steps += int(msg.dropped_steps)
@@ -144,12 +134,14 @@ def _policy_episode(args, monitor: DemoMonitor, runner, run_dir: Path) -> dict:
     moved = 0.0
     if seen.first_positions and seen.last_positions:
         moved = max(abs(a - b) for a, b in zip(seen.first_positions, seen.last_positions))
-    lat = seen.chunk_latencies
+    with monitor._lock:
+        chunks = list(monitor.chunks)
+    lat = [latency for _, latency in chunks]
     return {
         "task": TASK,
-        "chunks": seen.chunks,
+        "chunks": len(chunks),
         "chunk_latency_s": ({"median": statistics.median(lat), "p90": _percentile(lat, 0.9)} if lat else None),
-        "chunks_stamped_with_observation_time": seen.chunk_stamps_ok,
+        "chunks_stamped_with_observation_time": sum(1 for stamp, _ in chunks if stamp > 0),
         "dropped_stale_steps": seen.dropped_steps,
         "predicted_futures": seen.predicted_futures,
         "world_model_futures": seen.wm_futures,
@@ -201,7 +193,7 @@ def _fresh_scene(monitor: DemoMonitor, runner) -> None:
     from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ
 
     seen = monitor.seen
-    if not monitor.wait_for(lambda: seen.chunks > 0, POLICY_START_S, runner):
+    if not monitor.wait_for(lambda: len(monitor.chunks) > 0, POLICY_START_S, runner):
         raise CliError(f"the policy published no chunk within {POLICY_START_S:.0f} s: {seen.joint_states} joint "
                        f"state(s) seen; nodes visible: {', '.join(sorted(monitor.node.get_node_names())) or 'none'} "
                        "(see logs/policy.log in the run folder)")

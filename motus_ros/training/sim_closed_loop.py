@@ -85,8 +85,9 @@ def scene_dependence(first: FirstChunks, task: str) -> dict:
 
     - correlation: per joint whose expert target varies with the scene, the correlation over
       episodes between policy and expert, averaged. A policy that reads the object's place from the
-      cameras approaches 1; one that ignores them is near 0, however its samples spread (a flow policy that cannot see the object samples the
-      whole distribution of demonstrated approaches, so its spread alone proves nothing).
+      cameras approaches 1; one that ignores them is near 0, however its samples spread (a flow
+      policy that cannot see the object samples the whole distribution of demonstrated approaches,
+      so its spread alone proves nothing).
     - error vs scene_blind_error: the policy's mean absolute error, beside that of always playing the
       expert's average chunk (a policy that ignores the scene but gets the average right).
     """

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_harness import wait_until
+from ruamel.yaml import YAML
 
 from motus_ros import layout
 
@@ -18,26 +19,35 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRST = 40  # messages known flushed before the kill
 
 
-def _start_recorder(out: Path) -> subprocess.Popen:
+def _start_recorder(out: Path, *params: str) -> subprocess.Popen:
+    """A recorder process; params: extra 'name:=value' ROS parameters."""
     cmd = [sys.executable, "-m", "motus_ros.nodes.recorder_node", "--ros-args",
            "-p", f"output_dir:={out}", "-p", "topics:=['/puppet/joint_states:sensor_msgs/msg/JointState',"
            "'/motus/action_chunk:motus_msgs/msg/ActionChunk']",
            "-p", "autostart_task:=crash test", "-p", "flush_period_s:=0.05", "-p", "min_free_mb:=0.0",
            "-p", "fsync:=false"]
+    for param in params:
+        cmd += ["-p", param]
     return subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
 
 def _scan_counts(out: Path) -> dict[str, int]:
-    from motus_ros.data.bag_repair import BagError, find_mcap, scan_mcap
+    """Messages on disk per topic, over every file of the (only) bag under out."""
+    from motus_ros.data.bag_repair import BagError, bag_files, scan_file
     bags = list(out.glob("*/*.mcap"))
     if not bags:
         return {}
+    counts: dict[str, int] = {}
     try:
-        scan = scan_mcap(find_mcap(bags[0].parent))
-    except BagError:
+        for path in bag_files(bags[0].parent):
+            scan = scan_file(path)
+            for c, n in scan.counts.items():
+                if c in scan.channels:
+                    counts[scan.channels[c][0]] = counts.get(scan.channels[c][0], 0) + n
+    except (BagError, OSError):
         return {}
-    return {scan.channels[c][0]: n for c, n in scan.counts.items() if c in scan.channels}
+    return counts
 
 
 @pytest.mark.ros
@@ -81,7 +91,10 @@ def test_sigkill_mid_episode_leaves_readable_bag(ros, tmp_path):
 
     bag = next(out.iterdir())
     assert needs_repair(bag)
-    assert not (bag / "metadata.yaml").exists()
+    # metadata.yaml exists from the start, marked as still recording, listing the open file
+    info = YAML(typ="safe").load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert info["custom_data"]["motus.state"] == "recording"
+    assert info["relative_file_paths"] == [mcap_path(bag).name]
     report = recover_episode(bag)
     assert report.repaired and not needs_repair(bag)
     assert report.counts["/puppet/joint_states"] >= FIRST

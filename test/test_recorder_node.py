@@ -135,7 +135,7 @@ def test_episode_roundtrip_rosbags_and_mcap(ros, tmp_path):
     assert [m.data for m in got["/motus/instruction"]] == [m.data for m in sent["/motus/instruction"]]
 
     # independent reader: mcap + mcap_ros2 decode from the schemas stored in the file
-    mcap_file = bag / f"{start.episode_id}.mcap"
+    mcap_file = bag / f"{start.episode_id}_0.mcap"  # rosbag2 naming: split file 0
     by_topic = {t: [] for t in sent}
     for item in read_ros2_messages(str(mcap_file)):
         by_topic[item.channel.topic].append(item.ros_msg)

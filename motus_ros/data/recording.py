@@ -10,7 +10,9 @@ import collections
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
+
+from rosbags.interfaces import Qos
 
 from motus_ros.data import image_codec
 from motus_ros.data import types as bag_types
@@ -21,6 +23,7 @@ from motus_ros.data.bag_writer import BagWriter
 class _AddTopic:
     topic: str
     msgtype: str
+    offered_qos_profiles: tuple = ()
 
 
 class RecordingSession:
@@ -29,7 +32,8 @@ class RecordingSession:
     def __init__(self, bag_dir: Path, *, compression: str = "none", jpeg_quality: int = 90,
                  png_level: int = 3, flush_period_s: float = 1.0, fsync: bool = True,
                  max_queue: int = 2000, max_queue_mb: float = 1024.0,
-                 on_drop: Callable[[str, int], None] | None = None):
+                 on_drop: Callable[[str, int], None] | None = None,
+                 max_file_duration_s: float = 0.0):
         if compression not in image_codec.COMPRESSIONS:
             raise ValueError(f"compression: got {compression!r}, expected one of "
                              f"{list(image_codec.COMPRESSIONS)}")
@@ -39,7 +43,8 @@ class RecordingSession:
         self.max_queue = int(max_queue)
         self.max_queue_bytes = int(max_queue_mb * 2**20)
         self.on_drop = on_drop
-        self.writer = BagWriter(bag_dir, flush_period_s=flush_period_s, fsync=fsync).open()
+        self.writer = BagWriter(bag_dir, flush_period_s=flush_period_s, fsync=fsync,
+                                max_file_duration_s=max_file_duration_s).open()
         self.path = Path(bag_dir)
         self.outputs: dict[str, tuple[str, bool]] = {}  # input topic -> (bag topic, compress?)
         self.received: collections.Counter = collections.Counter()
@@ -56,8 +61,9 @@ class RecordingSession:
         self._thread.start()
 
     # --- producer side (subscription callbacks) ---
-    def add_topic(self, topic: str, msgtype: str) -> str:
-        """Record topic from now on; returns the topic name used in the bag."""
+    def add_topic(self, topic: str, msgtype: str, offered_qos_profiles: Sequence[Qos] = ()) -> str:
+        """Record topic from now on, stored with the QoS profiles its publishers offer (rosbags
+        Qos); returns the topic name used in the bag."""
         msgtype = bag_types.normalize_type(msgtype)
         compress = self.compression != "none" and msgtype == bag_types.IMAGE_TYPE
         out_topic = image_codec.compressed_topic(topic) if compress else topic
@@ -66,7 +72,8 @@ class RecordingSession:
             if topic in self.outputs:
                 return self.outputs[topic][0]
             self.outputs[topic] = (out_topic, compress)
-            self._queue.append(_AddTopic(out_topic, out_type))  # control items never dropped
+            # control items are never dropped
+            self._queue.append(_AddTopic(out_topic, out_type, tuple(offered_qos_profiles)))
             self._cond.notify()
         return out_topic
 
@@ -120,7 +127,7 @@ class RecordingSession:
                 if item is None:
                     self.writer.maybe_flush()
                 elif isinstance(item, _AddTopic):
-                    self.writer.add_topic(item.topic, item.msgtype)
+                    self.writer.add_topic(item.topic, item.msgtype, item.offered_qos_profiles)
                 else:
                     self._write(*item)
             except Exception as exc:  # noqa: BLE001 - reported to the node, which stops the episode
@@ -168,4 +175,5 @@ class RecordingSession:
         return {"received": dict(self.received), "written": dict(self.written),
                 "dropped": dict(self.dropped), "queue_depth": self.depth,
                 "max_queue_depth": self.max_depth, "bytes_written": self.writer.bytes_written,
-                "error": self.error}
+                "error": self.error, "files": self.writer.file_names, "splits": self.writer.splits,
+                "max_split_s": max(self.writer.split_seconds, default=0.0)}

@@ -4,6 +4,8 @@ Subscriptions are raw (`raw=True`): the serialized CDR received is what the bag 
 re-encoded only when image_compression is jpeg/png). Services start and stop episodes; the
 episode.json sidecar in each bag folder holds the metadata (robot, task, operator, times,
 counts, calibration files with hashes). Free disk is checked before and during recording.
+Each bag is split into MCAP files of at most `max_bag_duration_s` (closed files survive a crash
+intact), and its topics carry the publishers' offered_qos_profiles (see data/bag_writer.py).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from motus_msgs.srv import StartEpisode, StopEpisode
 from motus_ros import diagnostics, layout, paths
 from motus_ros.data import episode as ep
 from motus_ros.data import types as bag_types
+from motus_ros.data.bag_writer import dump_qos, qos_from_rclpy
 from motus_ros.data.image_codec import COMPRESSIONS
 from motus_ros.data.recording import RecordingSession
 from motus_ros.data.topics import ALL_TOPICS, adapt_qos, default_topic_specs, parse_topic_specs
@@ -54,6 +57,10 @@ PARAMS = [
     Param("flush_period_s", 0.5, "seconds between MCAP chunk flushes: at most this much data "
           "is lost if the recorder is killed", min=0.01, max=600.0),
     Param("fsync", True, "fsync the bag at every flush (survives power loss, not just crashes)"),
+    Param("max_bag_duration_s", 60.0, "seconds of bag time (message receive stamps) per MCAP file "
+          "of an episode, as rosbag2's --max-bag-duration: a full file is closed (summary and "
+          "footer written, readable by any MCAP reader even after a crash) and <episode>_<n+1>.mcap "
+          "opens; 0 = one file per episode", min=0.0, max=86400.0),
     Param("min_free_mb", 1024.0, "MiB of free disk required to start, and below which a running "
           "episode is stopped and kept", min=0.0, max=1e9),
     Param("disk_check_period_s", 1.0, "seconds between free-disk checks while recording",
@@ -98,6 +105,9 @@ class RecorderNode(Node):
         self._free_mb = free_space_fn or (lambda: ep.free_mb(self.output_dir))
         self._lock = threading.RLock()
         self._subs: dict[str, tuple[object, str]] = {}  # topic -> (subscription, type)
+        # topic -> QoS profiles its publishers offered (rosbags Qos), read from the graph when the
+        # topic is subscribed and again when it is added to an episode's bag
+        self._offered: dict[str, tuple] = {}
         self._unknown_warned: set[str] = set()
         self._resubscribe: set[str] = set()
         self._lost: dict[str, int] = {}  # topic -> messages DDS reported lost (best effort)
@@ -158,7 +168,7 @@ class RecorderNode(Node):
                     continue
                 msgtype = types[0]
                 if len(types) > 1:
-                    self.get_logger().warn(f"{topic} has several types {types}; recording {msgtype}")
+                    self.get_logger().warning(f"{topic} has several types {types}; recording {msgtype}")
                 try:
                     bag_types.msgdef_and_hash(msgtype)
                     _message_class(msgtype)
@@ -170,9 +180,25 @@ class RecorderNode(Node):
                     continue
             self._subscribe(topic, msgtype)
 
+    def _offered_qos(self, topic: str, infos=None, query: bool = True) -> tuple:
+        """The QoS profiles the topic's publishers offer now (rosbag2 records them per topic);
+        the last non-empty answer when no publisher is visible (or query is False, e.g. after
+        rclpy shut down)."""
+        if infos is None:
+            try:
+                infos = self.get_publishers_info_by_topic(topic) if query else []
+            except Exception:  # noqa: BLE001 - context already shut down: use what is known
+                infos = []
+        profiles = tuple(qos_from_rclpy(info.qos_profile) for info in infos)
+        if profiles:
+            self._offered[topic] = profiles
+        return self._offered.get(topic, ())
+
     def _qos_for(self, topic: str) -> QoSProfile:
         offered = []
-        for info in self.get_publishers_info_by_topic(topic):
+        infos = self.get_publishers_info_by_topic(topic)
+        self._offered_qos(topic, infos)
+        for info in infos:
             qos = info.qos_profile
             offered.append((qos.reliability == ReliabilityPolicy.RELIABLE,
                             qos.durability == DurabilityPolicy.TRANSIENT_LOCAL))
@@ -221,15 +247,33 @@ class RecorderNode(Node):
             if self._session is not None:
                 self._add_to_session(topic, msgtype)
 
-    def _add_to_session(self, topic: str, msgtype: str) -> None:
-        out = self._session.add_topic(topic, msgtype)
-        self._meta["topics"][topic] = {"type": msgtype, "bag_topic": out}
+    def _add_to_session(self, topic: str, msgtype: str, force: bool = False,
+                        query: bool = True) -> bool:
+        """Add a subscribed topic to the episode's bag with its publishers' QoS. With no publisher
+        visible yet the topic waits for its first message (or the end of the episode: force), so
+        that the bag's offered_qos_profiles are those of the publishers actually recorded."""
+        offered = self._offered_qos(topic, query=query)
+        if not offered and not force:
+            return False
+        out = self._session.add_topic(topic, msgtype, offered)
+        self._meta["topics"][topic] = {
+            "type": msgtype, "bag_topic": out,
+            "offered_qos": [{k: q[k] for k in ("reliability", "durability", "history", "depth")}
+                            for q in dump_qos(offered)]}
+        return True
 
     def _on_message(self, topic: str, data: bytes) -> None:
         session = self._session
         if session is None:
             return
-        session.submit(topic, self.get_clock().now().nanoseconds, data)
+        stamp = self.get_clock().now().nanoseconds
+        if topic not in session.outputs:  # first message of a topic without publisher at start
+            with self._lock:
+                if self._session is not session or topic not in self._subs:
+                    return
+                if topic not in session.outputs:
+                    self._add_to_session(topic, self._subs[topic][1], force=True)
+        session.submit(topic, stamp, data)
 
     def _on_drop(self, topic: str, dropped: int) -> None:
         self.get_logger().error(f"writer queue full: dropped {dropped} message(s) of {topic} so "
@@ -271,7 +315,7 @@ class RecorderNode(Node):
                     jpeg_quality=self.p["jpeg_quality"], png_level=self.p["png_level"],
                     flush_period_s=self.p["flush_period_s"], fsync=self.p["fsync"],
                     max_queue=self.p["queue_size"], max_queue_mb=self.p["queue_max_mb"],
-                    on_drop=self._on_drop)
+                    on_drop=self._on_drop, max_file_duration_s=self.p["max_bag_duration_s"])
             except Exception as exc:  # noqa: BLE001 - reported to the caller
                 return False, f"cannot open bag {bag_dir}: {exc}"
             now = time.time()
@@ -281,7 +325,8 @@ class RecorderNode(Node):
                 "task": task, "operator": operator,
                 "start_time": ep.utc_iso(now), "start_time_unix": now,
                 "end_time": None, "end_time_unix": None, "duration_s": None,
-                "bag": {"storage": "mcap", "file": f"{episode_id}.mcap", "rosbag2_version": 9},
+                "bag": {"storage": "mcap", "files": session.writer.file_names,
+                        "rosbag2_version": 9, "max_bag_duration_s": self.p["max_bag_duration_s"]},
                 "image_compression": self.p["image_compression"],
                 "topics": {}, "message_counts": {}, "dropped": {},
                 "calibration": ep.calibration_entries(self._calibration_paths()),
@@ -308,6 +353,10 @@ class RecorderNode(Node):
 
     def _finish(self, session: RecordingSession, meta: dict, keep: bool,
             reason: str) -> tuple[bool, str, str]:
+        if keep:  # topics that never had a publisher: in the bag with 0 messages, as before
+            for topic, (_, msgtype) in self._subs.items():
+                if topic not in session.outputs:  # no graph query: rclpy may be shut down
+                    self._add_to_session(topic, msgtype, force=True, query=False)
         try:
             path = session.stop(keep, custom_data={
                 "motus.episode_id": meta["episode_id"], "motus.task": meta["task"],
@@ -324,6 +373,7 @@ class RecorderNode(Node):
             "message_counts": {meta["topics"][t]["bag_topic"]: n for t, n in stats["written"].items()},
             "dropped": stats["dropped"], "writer_error": stats["error"],
             "bytes_written": stats["bytes_written"],
+            "bag": {**meta["bag"], "files": stats["files"], "splits": stats["splits"]},
             # lost in transport before reaching the recorder (best-effort publishers), per topic
             "dds_lost": {t: n - self._lost_at_start.get(t, 0) for t, n in self._lost.items()
                          if n > self._lost_at_start.get(t, 0)},
@@ -392,7 +442,9 @@ class RecorderNode(Node):
             values.update({"episode_id": meta["episode_id"], "queue_depth": stats["queue_depth"],
                            "max_queue_depth": stats["max_queue_depth"],
                            "written": sum(stats["written"].values()), "dropped": dropped,
-                           "bytes_written": stats["bytes_written"]})
+                           "bytes_written": stats["bytes_written"],
+                           "bag_files": len(stats["files"]),
+                           "max_split_s": stats["max_split_s"]})
             for topic, n in stats["dropped"].items():
                 values[f"dropped {topic}"] = n
             message = f"recording {meta['episode_id']}"

@@ -47,12 +47,16 @@ TOPICS = {
     "wm_future": "/motus/wm/predicted_future",
     "markers": "/motus/markers",
     "task_success": "/sim/task_success",
+    "arm_enabled": "/arm/enabled",
 }
 SERVICES = {
     "set_mode": "/motus/set_mode",
     "enable": "/arm/enable",
     "disable": "/arm/disable",
     "emergency_stop": "/arm/emergency_stop",
+    "soft_stop": "/arm/soft_stop",
+    "release_emergency_stop": "/arm/release_emergency_stop",
+    "executor_reset": "/chunk_executor/reset",
     "start_episode": "/recorder/start_episode",
     "stop_episode": "/recorder/stop_episode",
 }

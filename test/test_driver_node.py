@@ -101,14 +101,17 @@ def test_watchdog_holds_the_last_safe_position_when_commands_stop(ros):
     wait_until(lambda: pub.get_subscription_count() > 0, 5, "driver subscription")
     pub.publish(command(np.full(DOF, 1.0)))          # one command, far away, then silence
     safety_values(diags, lambda v: v["watchdog_trips"] == "1")
-    held = backend.read().positions.copy()
+    # The arm brakes within its acceleration limit (a few ticks), then stays put.
+    wait_until(lambda: len(states.messages) > 20 and np.ptp(
+        [m.position[0] for m in states.messages[-20:]]) == 0.0, 10, "the arm to come to rest")
+    held = np.array(states.messages[-1].position)
     assert 0.0 < held[0] < 0.5                       # stopped on the way, not at the target
     n = len(states.messages)
     states.wait_for(n + 20)                          # 20 more ticks: position stays put
     np.testing.assert_allclose(states.messages[-1].position, held, atol=1e-9)
 
 
-def test_emergency_stop_ignores_commands_until_enable(ros):
+def test_emergency_stop_ignores_commands_until_release_and_enable(ros):
     states = ros.collect(JointState, TOPICS["joint_states"])
     node, backend = start_driver(ros)
     states.wait_for(1)
@@ -121,6 +124,12 @@ def test_emergency_stop_ignores_commands_until_enable(ros):
         pub.publish(command(target))
     wait_until(lambda: node.ignored_commands >= 5, 5, "commands to be ignored")
     assert backend.writes == 0 and np.allclose(backend.read().positions, 0.0)
+    # Leaving an e-stop is explicit: enable alone is refused and says what to call.
+    refused = ros.call(Trigger, SERVICES["enable"], Trigger.Request())
+    assert not refused.success and SERVICES["release_emergency_stop"] in refused.message
+    released = ros.call(Trigger, SERVICES["release_emergency_stop"], Trigger.Request())
+    assert released.success, released.message
+    assert not node.enabled                           # release never powers the arm by itself
     response = ros.call(Trigger, SERVICES["enable"], Trigger.Request())
     assert response.success, response.message
     wait_until(lambda: pub.publish(command(target)) or

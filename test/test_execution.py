@@ -181,3 +181,11 @@ def test_upsample_30hz_to_200hz_is_linear():
     out = upsample(src, 1 / 30, 1 / 200)
     assert out.shape == (21, 2)
     np.testing.assert_allclose(out[:, 0], np.arange(21) / 200 * 30, atol=1e-9)
+
+
+def test_a_chunk_stamped_in_the_future_is_refused_and_does_not_lock_out_later_chunks():
+    s = ChunkScheduler("replace", max_future_stamp=0.5)
+    bogus = s.add(chunk(3600.0, A, chunk_id=1), now=0.0)          # an hour ahead: a clock error
+    assert not bogus.accepted and bogus.reason == "future_stamp" and not s.has_plan
+    assert s.add(chunk(0.3, A, chunk_id=2), now=0.0).accepted      # within the tolerance
+    assert s.add(chunk(0.4, B, chunk_id=3), now=0.5).accepted      # later valid chunks still go in

@@ -74,8 +74,9 @@ def rclpy_duration(seconds):
 @pytest.mark.parametrize("strategy", ["replace", "temporal_ensemble", "rtc"])
 def test_commands_never_jump_more_than_max_step_between_chunks(ros, strategy):
     commands = ros.collect(JointState, TOPICS["joint_command"])
+    # Two chunks only: a long policy timeout lets the blend play out instead of holding.
     start_executor(ros, strategy=strategy, max_joint_step=0.05, max_gripper_step=0.02,
-                   control_rate_hz=100.0)
+                   control_rate_hz=100.0, policy_timeout_s=30.0)
     pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
     wait_until(lambda: pub.get_subscription_count() > 0, 5, "executor subscription")
     pub.publish(make_chunk_msg(ros.node.get_clock().now().to_msg(), np.zeros(DOF), 1))

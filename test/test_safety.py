@@ -129,3 +129,51 @@ def test_hold_before_reset_is_an_error():
     f = SafetyFilter(LIMITS, np.full(DOF, 0.1))
     with pytest.raises(RuntimeError, match="reset"):
         f.hold()
+
+
+def make_accel_filter(max_step=0.1, max_step_change=0.01):
+    f = SafetyFilter(LIMITS, np.full(DOF, max_step), "clip", max_step_change=np.full(DOF, max_step_change))
+    f.reset(np.zeros(DOF))
+    return f
+
+
+def test_acceleration_limit_bounds_the_change_of_each_step_on_chattering_targets():
+    f = make_accel_filter()
+    out = [f.step(np.full(DOF, 0.5 if k % 2 == 0 else -0.5)).position for k in range(200)]
+    steps = np.diff(np.vstack([np.zeros(DOF), out]), axis=0)
+    assert np.all(np.abs(np.diff(steps, axis=0)) <= 0.01 + 1e-12)
+    assert np.all(np.abs(steps) <= 0.1 + 1e-12)
+    # Without the limit the joint reverses every tick at full speed (0.1 per tick); with it the
+    # step never grows beyond one tick's change: the joint creeps at a tenth of full speed.
+    assert np.max(np.abs(steps)) <= 0.01 + 1e-12
+    assert f.summary()["accel_limited"] > 0
+
+
+def test_acceleration_limit_reaches_a_far_target_without_overshoot():
+    f = make_accel_filter()
+    target = np.full(DOF, 0.8)
+    out = np.array([f.step(target).position for _ in range(200)])
+    np.testing.assert_allclose(out[-1], target, atol=1e-9)
+    # Brakes in time: the discrete braking can leave less than one step change (a) of overshoot,
+    # where an unbraked approach at 0.09 per tick would pass the target by up to 0.09.
+    assert np.all(out <= target + 0.01)
+    assert np.all(np.abs(np.diff(np.diff(out, axis=0), axis=0)) <= 0.01 + 1e-12)
+
+
+def test_acceleration_limit_from_limits_and_off_when_zero():
+    from motus_ros.execution.safety import max_step_change_from_limits
+    a = max_step_change_from_limits(LIMITS, rate_hz=100.0, scale=1.0, accel_time=0.1)
+    np.testing.assert_allclose(a, 3.0 / 0.1 / 100.0 ** 2)          # 30 rad/s^2 at 100 Hz
+    assert max_step_change_from_limits(LIMITS, 100.0, 1.0, 0.0) is None
+    with pytest.raises(ValueError, match="accel_time"):
+        max_step_change_from_limits(LIMITS, 100.0, 1.0, -1.0)
+
+
+def test_stopping_point_is_where_braking_ends_and_holding_it_never_reverses():
+    f = make_accel_filter()
+    for _ in range(8):
+        f.step(np.full(DOF, 0.9))                                  # accelerating toward 0.9
+    stop = f.stopping_point()
+    out = np.array([f.step(stop).position for _ in range(30)])
+    assert np.all(np.diff(out[:, 0]) >= -1e-12)                     # decelerates, never comes back
+    np.testing.assert_allclose(out[-1], stop, atol=1e-9)

@@ -11,7 +11,10 @@ Measures, in one process on an isolated ROS domain:
   arm, against the backend call alone;
 - the largest joint jump at chunk boundaries for each blending strategy on a synthetic chunk
   sequence (a smooth reference, chunks every 0.5 s with 0.2 s latency, horizon-growing error
-  and a per-chunk offset), before and after the executor's step limit.
+  and a per-chunk offset), before and after the executor's step limit;
+- chattering commands (+-0.5 rad alternating every tick) through the driver's safety filter with
+  and without the acceleration limit: direction reversals per second, peak speed and peak
+  acceleration of what reaches the arm (the baseline is the filter without the limit).
 """
 from __future__ import annotations
 
@@ -236,6 +239,7 @@ def bench_estop(context, trials: int = 10) -> dict:
     client_node = rclpy.create_node("bench_estop_client", context=context)
     estop = client_node.create_client(Trigger, SERVICES["emergency_stop"])
     enable = client_node.create_client(Trigger, SERVICES["enable"])
+    release = client_node.create_client(Trigger, SERVICES["release_emergency_stop"])
     spin = _Spinner(context, node, client_node)
     service, direct = [], []
     try:
@@ -248,9 +252,10 @@ def bench_estop(context, trials: int = 10) -> dict:
             service.append(frame.t - t0)
             while not future.done():
                 time.sleep(0.001)
-            done = enable.call_async(Trigger.Request())
-            while not done.done():
-                time.sleep(0.001)
+            for client in (release, enable):       # leaving an e-stop is explicit: release, enable
+                done = client.call_async(Trigger.Request())
+                while not done.done():
+                    time.sleep(0.001)
         for _ in range(trials):                    # baseline: the backend call alone
             left.clear()
             t0 = time.monotonic()
@@ -332,6 +337,34 @@ def bench_blending(max_step: float = 0.05) -> dict:
     return out
 
 
+def bench_chatter(rate_hz: float = 200.0, seconds: float = 2.0, accel_time: float = 0.1) -> dict:
+    """+-0.5 rad commands alternating every tick, through the safety filter of a Piper-calibrated
+    driver at rate_hz, with the acceleration limit (accel_time) and without it (baseline)."""
+    from motus_ros.execution.safety import (SafetyFilter, max_step_change_from_limits,
+                                            max_step_from_limits)
+    from motus_ros.hardware.calibration import load_calibration
+    from motus_ros.layout import DOF
+
+    limits = load_calibration("agilex_aloha2").limits
+    middle = (limits.lower + limits.upper) / 2
+    ticks = int(seconds * rate_hz)
+    out = {"rate_hz": rate_hz, "seconds": seconds, "amplitude_rad": 0.5, "accel_time_s": accel_time}
+    for name, change in (("without_accel_limit", None),
+                         ("with_accel_limit", max_step_change_from_limits(limits, rate_hz, 1.0,
+                                                                          accel_time))):
+        f = SafetyFilter(limits, max_step_from_limits(limits, rate_hz), "clip", max_step_change=change)
+        f.reset(middle)
+        q = np.array([f.step(middle + (0.5 if k % 2 == 0 else -0.5) * np.ones(DOF)).position
+                      for k in range(ticks)])[:, 0]                       # left_joint1
+        velocity = np.diff(np.concatenate([[middle[0]], q])) * rate_hz
+        moving = velocity[np.abs(velocity) > 1e-9]
+        reversals = int(np.count_nonzero(np.diff(np.sign(moving)) != 0))
+        out[name] = {"reversals_per_s": round(reversals / seconds, 1),
+                     "peak_speed_rad_s": round(float(np.max(np.abs(velocity))), 3),
+                     "peak_accel_rad_s2": round(float(np.max(np.abs(np.diff(velocity)))) * rate_hz, 1)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="motus-ros bench execution", description=HELP)
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per jitter measurement")
@@ -339,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ros", action="store_true", help="only the blending part (no ROS)")
     args = parser.parse_args(argv)
 
-    result = {"bench": "execution", "blending": bench_blending()}
+    result = {"bench": "execution", "blending": bench_blending(), "chatter": bench_chatter()}
     if not args.skip_ros:
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         import logging

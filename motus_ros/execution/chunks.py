@@ -166,7 +166,8 @@ class ChunkScheduler:
 
     def __init__(self, strategy: str = "rtc", ensemble_decay: float = ACT_ENSEMBLE_DECAY,
                  rtc_freeze_margin_steps: int = 1, rtc_blend_steps: int = 0,
-                 lookahead: float = 0.0, latency_smoothing: float = 0.2):
+                 lookahead: float = 0.0, latency_smoothing: float = 0.2,
+                 max_future_stamp: float = 0.5):
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: got {strategy!r}, expected one of {list(STRATEGIES)}")
         if ensemble_decay < 0:
@@ -177,6 +178,9 @@ class ChunkScheduler:
         self.rtc_blend_steps = int(rtc_blend_steps)
         self.lookahead = float(lookahead)
         self.latency_smoothing = float(latency_smoothing)
+        # A chunk stamped further ahead than this is a clock error (its observation cannot come
+        # from the future); accepted, it would make every later valid chunk "out of order".
+        self.max_future_stamp = float(max_future_stamp)
         self.latency_estimate: float | None = None
         self._plans: list[Trajectory] = []    # oldest first; one plan except temporal_ensemble
         self._last_value: np.ndarray | None = None
@@ -205,6 +209,10 @@ class ChunkScheduler:
         dropped = int(np.count_nonzero(past))
         used = chunk.horizon - dropped
         stats = ChunkStats(chunk.chunk_id, latency, dropped, used, 0.0, self.strategy)
+        if chunk.stamp > now + self.max_future_stamp:
+            stats.accepted, stats.reason, stats.used_steps, stats.dropped_steps = (
+                False, "future_stamp", 0, chunk.horizon)
+            return stats
         if self._newest_stamp is not None and chunk.stamp < self._newest_stamp:
             stats.accepted, stats.reason, stats.used_steps, stats.dropped_steps = (
                 False, "out_of_order", 0, chunk.horizon)

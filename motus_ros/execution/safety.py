@@ -1,8 +1,8 @@
 """Driver-side safety: command validation, joint/gripper limits, step limit, watchdog.
 
 Pure numpy, no ROS. The arm driver node owns one SafetyFilter and one Watchdog; every command
-passes `validate()` (names, sizes, finite values) and every tick passes `step()` (limits and
-the maximum step per tick) before anything reaches a backend. A rejected command is counted by
+passes `validate()` (names, sizes, finite values) and every tick passes `step()` (limits, the maximum
+step per tick and, when set, the maximum change of that step per tick: an acceleration limit) before anything reaches a backend. A rejected command is counted by
 reason, reported through the `on_reject` callback (the node logs it) and never forwarded.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ NON_FINITE = "non_finite"
 OUT_OF_LIMITS = "out_of_limits"      # rejected (limit_mode == "reject")
 LIMIT_CLIPPED = "limit_clipped"      # clipped into the limits (limit_mode == "clip")
 STEP_LIMITED = "step_limited"        # a tick's step was shortened to max_step
+ACCEL_LIMITED = "accel_limited"      # a tick's step changed by more than max_step_change
 LIMIT_MODES = ("clip", "reject")
 
 
@@ -41,6 +42,18 @@ def max_step_from_limits(limits: JointLimits, rate_hz: float, scale: float = 1.0
     return limits.max_velocity * float(scale) / float(rate_hz)
 
 
+def max_step_change_from_limits(limits: JointLimits, rate_hz: float, scale: float,
+                                accel_time: float) -> np.ndarray | None:
+    """Largest change of the per-tick step (unit per tick^2) when the max velocity (times scale)
+    is reached from rest in accel_time seconds; None when accel_time is 0 (no limit)."""
+    if accel_time < 0:
+        raise ValueError(f"accel_time: got {accel_time}, expected >= 0 s")
+    if accel_time == 0:
+        return None
+    max_acceleration = limits.max_velocity * float(scale) / float(accel_time)   # unit/s^2
+    return max_acceleration / float(rate_hz) ** 2
+
+
 @dataclass
 class SafetyReport:
     """What `step()` did to one tick's target."""
@@ -55,19 +68,30 @@ class SafetyFilter:
 
     `validate(names, positions)` returns the command in layout order or raises CommandRejected;
     `step(target)` clamps the target into the limits (or rejects it, limit_mode="reject") and
-    moves at most `max_step` per joint from the last output; `hold()` returns the last output.
+    moves at most `max_step` per joint from the last output; with `max_step_change`, the step
+    itself changes by at most that much per tick (an acceleration limit that still stops on the
+    target: it brakes in time instead of overshooting). `hold()` returns the last output.
     """
 
     def __init__(self, limits: JointLimits, max_step: np.ndarray, limit_mode: str = "clip",
                  joint_names: Sequence[str] = JOINT_NAMES,
-                 on_reject: Callable[[str, str], None] | None = None):
+                 on_reject: Callable[[str, str], None] | None = None,
+                 max_step_change: np.ndarray | None = None):
         if limit_mode not in LIMIT_MODES:
             raise ValueError(f"limit_mode: got {limit_mode!r}, expected one of {list(LIMIT_MODES)}")
         max_step = np.asarray(max_step, dtype=np.float64)
         if max_step.shape != (DOF,) or not np.all(np.isfinite(max_step)) or np.any(max_step <= 0):
             raise ValueError(f"max_step: expected {DOF} finite values > 0, got {max_step!r}")
+        if max_step_change is not None:
+            max_step_change = np.asarray(max_step_change, dtype=np.float64)
+            if (max_step_change.shape != (DOF,) or not np.all(np.isfinite(max_step_change))
+                    or np.any(max_step_change <= 0)):
+                raise ValueError(f"max_step_change: expected {DOF} finite values > 0, "
+                                 f"got {max_step_change!r}")
         self.limits = limits
         self.max_step = max_step
+        self.max_step_change = max_step_change
+        self._last_step = np.zeros(DOF)
         self.limit_mode = limit_mode
         self.joint_names = tuple(joint_names)
         self._index = {name: i for i, name in enumerate(self.joint_names)}
@@ -121,6 +145,7 @@ class SafetyFilter:
         if position.shape != (DOF,) or not np.all(np.isfinite(position)):
             raise ValueError(f"reset position: expected {DOF} finite values, got {position!r}")
         self._last = position.copy()
+        self._last_step = np.zeros(DOF)   # a (re)start is from rest
 
     @property
     def last(self) -> np.ndarray | None:
@@ -132,6 +157,17 @@ class SafetyFilter:
         if self._last is None:
             raise RuntimeError("SafetyFilter.hold(): no position yet; call reset() with the arm state")
         return self._last.copy()
+
+    def stopping_point(self) -> np.ndarray:
+        """Where the joints come to rest from the current step under the acceleration limit
+        (the last output without one): the position to hold when commands stop."""
+        last = self.hold()
+        if self.max_step_change is None:
+            return last
+        a, s = self.max_step_change, np.abs(self._last_step)
+        # Braking covers (s - a) + (s - 2a) + ... ~= s (s - a) / (2a) after the current step.
+        distance = np.maximum(s * (s - a), 0.0) / (2.0 * a)
+        return self.limits.clip(last + np.sign(self._last_step) * distance)
 
     def step(self, target: np.ndarray) -> SafetyReport:
         """Clamp target into the limits, then move at most max_step from the last output."""
@@ -152,16 +188,38 @@ class SafetyFilter:
         step_limited = bool(np.any(limited != delta))
         if step_limited:
             self.counts[STEP_LIMITED] += 1
+        if self.max_step_change is not None:
+            limited = self._limit_step_change(delta, limited)
         # The last output may lie outside the limits (arm started there): clip the result too,
         # moving it toward the allowed range by at most max_step.
         out = self._last + limited
         self._last = out
+        self._last_step = limited
         return SafetyReport(out.copy(), clipped, step_limited)
+
+    def _limit_step_change(self, delta: np.ndarray, step: np.ndarray) -> np.ndarray:
+        """Bound the change of the per-tick step (acceleration) while still stopping on target.
+
+        The wanted step is also capped by the braking step: with d the remaining distance and a
+        the step change per tick, the joint can still stop at the target, so a far target is
+        approached without overshoot and a chattering one is followed slowly.
+        """
+        a = self.max_step_change
+        # Largest step s from which stopping within d is possible: braking covers
+        # s + (s - a) + ... = s (s + a) / (2a) <= d  ->  s = (sqrt(a^2 + 8 a d) - a) / 2.
+        braking = 0.5 * (np.sqrt(a * a + 8.0 * a * np.abs(delta)) - a)
+        wanted = np.sign(step) * np.minimum(np.abs(step), np.maximum(braking, a))
+        wanted = np.where(np.abs(delta) <= a, delta, wanted)  # close enough: land exactly
+        out = np.clip(wanted, self._last_step - a, self._last_step + a)
+        if np.any(np.abs(out - wanted) > 1e-12):
+            self.counts[ACCEL_LIMITED] += 1
+        return out
 
     def summary(self) -> dict[str, int]:
         """Counters for diagnostics: accepted commands and each rejection/intervention reason."""
         values = {"accepted": self.accepted}
-        for reason in (WRONG_SIZE, WRONG_NAMES, NON_FINITE, OUT_OF_LIMITS, LIMIT_CLIPPED, STEP_LIMITED):
+        for reason in (WRONG_SIZE, WRONG_NAMES, NON_FINITE, OUT_OF_LIMITS, LIMIT_CLIPPED, STEP_LIMITED,
+                       ACCEL_LIMITED):
             values[reason] = int(self.counts.get(reason, 0))
         return values
 

@@ -53,6 +53,10 @@ class ArmState:
     # Time of the reading on the backend's own clock (s), when it has one: the simulation's time,
     # so joint states share the cameras' time base. None: the driver stamps with its node clock.
     stamp: float | None = None
+    # Seconds since the newest joint feedback from the device, when the backend can tell (Piper:
+    # CAN frames). The driver stops publishing states and reports ERROR when it exceeds its
+    # feedback_timeout; None: the backend always reads fresh values (mock, sim).
+    feedback_age: float | None = None
 
 
 @dataclass
@@ -98,6 +102,13 @@ class ArmBackend(ABC):
     @abstractmethod
     def emergency_stop(self) -> None:
         """Stop all motion at once; further writes are ignored until enable()."""
+
+    def release_emergency_stop(self) -> None:
+        """Leave a hardware emergency stop so that enable() can power the arm again.
+
+        Called only by an explicit operator action (the driver's release service), never as a
+        side effect of enable(). Default: nothing to release (enable() alone resumes).
+        """
 
     @abstractmethod
     def close(self) -> None:

@@ -1,25 +1,39 @@
 """Arm driver: one backend (mock | piper | arx | sim) behind the safety filter.
 
 Publishes the 14 named joints on /puppet/joint_states at the driver rate, takes JointState
-commands on /motus/joint_command, offers enable / disable / emergency-stop Trigger services and
+commands on /motus/joint_command, offers enable / disable / soft-stop / emergency-stop /
+release-emergency-stop Trigger services, /arm/enabled (latched Bool: commands are executed) and
 /diagnostics. Every command is validated (names, sizes, NaN/inf: rejected, counted, logged),
-interpolated to the driver rate, clamped into the limits and step-limited per tick before it
-reaches the backend; a watchdog holds the last safe position when commands go stale.
+interpolated to the driver rate, clamped into the limits, velocity- and acceleration-limited per
+tick before it reaches the backend; a watchdog holds the last safe position when commands go
+stale. No callback lets an exception out: one bad message or a failing device call is counted
+and reported, and the driver keeps publishing and serving.
+
+Stops, from mildest:
+- watchdog (commands stale): hold position while powered; the next valid command resumes;
+- soft stop (/arm/soft_stop; also on feedback loss): hold position while powered, commands
+  ignored until /arm/enable;
+- emergency stop (/arm/emergency_stop): the backend's hardware stop; commands ignored, and
+  /arm/enable is refused until /arm/release_emergency_stop, an explicit, logged operator action
+  (on Piper arms the release cuts motor power: support the arms first).
 """
 from __future__ import annotations
 
 import threading
+import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from motus_ros.diagnostics import DiagnosticsPublisher, status
 from motus_ros.execution.interpolation import INTERPOLATION_MODES, CommandInterpolator
 from motus_ros.execution.safety import (LIMIT_MODES, CommandRejected, SafetyFilter, Watchdog,
-                                        max_step_from_limits)
+                                        max_step_change_from_limits, max_step_from_limits)
 from motus_ros.hardware.calibration import load_calibration
 from motus_ros.hardware.interface import ArmBackend
 from motus_ros.hardware.registry import BACKENDS, backend_class
@@ -35,6 +49,12 @@ PARAMS = [
           min=0.01, max=60.0),
     Param("max_velocity_scale", 1.0, "fraction of the calibrated max velocity allowed per tick "
           "(step limit = max_velocity x scale / rate_hz)", min=0.01, max=1.0),
+    Param("accel_time", 0.1, "acceleration limit: seconds to reach the allowed max velocity from "
+          "rest (a_max = max_velocity x max_velocity_scale / accel_time); 0 = no limit (s)",
+          min=0.0, max=10.0),
+    Param("feedback_timeout", 0.25, "joint feedback older than this is lost: stop publishing "
+          "joint states, soft-stop, report ERROR (s; backends that report feedback age)",
+          min=0.01, max=10.0),
     Param("limit_mode", "clip", "commands outside the joint limits: clip into them or reject",
           choices=LIMIT_MODES),
     Param("interpolation", "linear", "upsampling of commands to the driver rate",
@@ -65,6 +85,10 @@ PARAMS = [
 ]
 
 STATE_HISTORY = 100  # joint-state publishers' keep-last depth (see __init__)
+RATE_WARN_FRACTION = 0.9   # achieved tick rate below this fraction of rate_hz: WARN
+# /arm/enabled is latched: a node that starts later (the executor) still learns the state.
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 AGILEX_JOINT_NAMES = [f"joint{i}" for i in range(ARM_JOINTS + 1)]   # cobot_magic: joint0..joint6
 
 
@@ -115,6 +139,12 @@ class ArmDriverNode(Node):
         self.create_service(Trigger, SERVICES["disable"], self._srv_disable, callback_group=self._group)
         self.create_service(Trigger, SERVICES["emergency_stop"], self._srv_estop,
                             callback_group=self._group)
+        self.create_service(Trigger, SERVICES["soft_stop"], self._srv_soft_stop,
+                            callback_group=self._group)
+        self.create_service(Trigger, SERVICES["release_emergency_stop"], self._srv_release_estop,
+                            callback_group=self._group)
+        self.enabled_pub = self.create_publisher(Bool, TOPICS["arm_enabled"], LATCHED)
+        self._published_enabled: bool | None = None
         self.diag = DiagnosticsPublisher(self)
         self.safety: SafetyFilter | None = None
         self.watchdog = Watchdog(self.p["command_timeout"])
@@ -122,12 +152,22 @@ class ArmDriverNode(Node):
                                           max(self.p["command_period"], 0.2))
         self.enabled = False
         self.estopped = False
+        self.soft_stopped = ""            # reason of the active soft stop ("" = none)
         self.ignored_commands = 0
         self._holding = False
         self.read_errors = 0
+        self.write_errors = 0
+        self.callback_errors = 0
         self.ticks = 0
         self.last_state = None
         self.last_error = ""
+        self.feedback_lost = False
+        self.feedback_losses = 0
+        self.stale_states_dropped = 0
+        self.states_published = 0
+        self._last_state_stamp_ns: int | None = None
+        self._rate_window: tuple[float, int] | None = None   # (node time s, ticks) at window start
+        self.achieved_rate_hz: float | None = None
         self._tick_timer = None
         self._diag_timer = None
         if self.p["autostart"]:
@@ -140,7 +180,10 @@ class ArmDriverNode(Node):
         self.backend = self._injected_backend or make_backend(self, self.p, self.calibration)
         limits = self.backend.limits
         max_step = max_step_from_limits(limits, self.p["rate_hz"], self.p["max_velocity_scale"])
-        self.safety = SafetyFilter(limits, max_step, self.p["limit_mode"], on_reject=self._log_reject)
+        max_step_change = max_step_change_from_limits(limits, self.p["rate_hz"],
+                                                      self.p["max_velocity_scale"], self.p["accel_time"])
+        self.safety = SafetyFilter(limits, max_step, self.p["limit_mode"], on_reject=self._log_reject,
+                                   max_step_change=max_step_change)
         self.backend.connect()
         self.backend.attach(self)
         state = self.backend.read()
@@ -161,10 +204,13 @@ class ArmDriverNode(Node):
     def activate(self) -> None:
         if self.p["auto_enable"]:
             self._enable()
+        self._announce_enabled()
         self._tick_timer = self.create_timer(1.0 / self.p["rate_hz"], self._tick,
                                              callback_group=self._group)
+        # Its own group: a slow backend that keeps the tick timer overdue must not starve the
+        # health report that says so (shared state is guarded by self._lock).
         self._diag_timer = self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics,
-                                             callback_group=self._group)
+                                             callback_group=MutuallyExclusiveCallbackGroup())
 
     def deactivate(self) -> None:
         for timer in (self._tick_timer, self._diag_timer):
@@ -198,8 +244,30 @@ class ArmDriverNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _log_reject(self, reason: str, message: str) -> None:
-        self.get_logger().warn(f"rejected command ({reason}): {message}",
-                               throttle_duration_sec=1.0)
+        self.get_logger().warning(f"rejected command ({reason}): {message}",
+                                  throttle_duration_sec=1.0)
+
+    @property
+    def executing(self) -> bool:
+        """True when commands reach the arm: enabled, not e-stopped, not soft-stopped."""
+        return self.enabled and not self.estopped and not self.soft_stopped
+
+    def _announce_enabled(self) -> None:
+        """Publish /arm/enabled when it changed (the executor drops its plan on False)."""
+        if self.executing != self._published_enabled:
+            self._published_enabled = self.executing
+            self.enabled_pub.publish(Bool(data=self.executing))
+
+    def _soft_stop(self, reason: str) -> None:
+        """Hold the last safe position while powered; commands ignored until /arm/enable."""
+        if self.soft_stopped or not self.enabled or self.estopped:
+            return
+        self.soft_stopped = reason
+        self.interp.reset(self.safety.stopping_point())
+        self.watchdog.clear()
+        self.get_logger().error(f"soft stop ({reason}): holding position, commands ignored until "
+                                f"{SERVICES['enable']}")
+        self._announce_enabled()
 
     def _restart_from_measured(self) -> None:
         state = self.backend.read()
@@ -210,15 +278,35 @@ class ArmDriverNode(Node):
         self._holding = False
 
     def _enable(self) -> None:
+        if self.estopped:
+            raise RuntimeError(f"emergency stop is active: call {SERVICES['release_emergency_stop']} "
+                               "first (an explicit operator action; on Piper arms it cuts motor "
+                               "power, so support the arms)")
+        if self.feedback_lost:
+            raise RuntimeError("no joint feedback from the arms: cannot enable without a measured "
+                               "position (check power and CAN)")
         self.backend.enable()
-        self.estopped = False
         self.enabled = True
+        self.soft_stopped = ""
         self._restart_from_measured()
+        self._announce_enabled()
 
     # -- callbacks -------------------------------------------------------------------------------
+    def _guarded(self, what: str, callback, *args) -> None:
+        """Run a callback; an unexpected exception is counted and logged, never kills the node."""
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - the driver must outlive any bad input
+            self.callback_errors += 1
+            self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+            self.get_logger().error(self.last_error, throttle_duration_sec=1.0)
+
     def _on_command(self, msg: JointState) -> None:
+        self._guarded("command callback", self._handle_command, msg)
+
+    def _handle_command(self, msg: JointState) -> None:
         with self._lock:
-            if self.safety is None or not self.enabled or self.estopped:
+            if self.safety is None or not self.executing:
                 self.ignored_commands += 1
                 return
             try:
@@ -231,36 +319,42 @@ class ArmDriverNode(Node):
             self.interp.push(now, q)
 
     def _tick(self) -> None:
+        self._guarded("tick", self._tick_once)
+
+    def _tick_once(self) -> None:
         with self._lock:
             if self.backend is None:
                 return
             self.ticks += 1
+            now = self._now()
+            self._measure_rate(now)
             now_msg = self.get_clock().now().to_msg()
             try:
                 state = self.backend.read()
-                self.last_state = state
             except Exception as exc:  # noqa: BLE001 - keep ticking, report in diagnostics
                 self.read_errors += 1
                 self.last_error = str(exc)
                 self.get_logger().error(f"backend read failed: {exc}", throttle_duration_sec=1.0)
                 state = None
-            if state is not None and state.stamp is not None:
-                now_msg = Time(seconds=state.stamp).to_msg()  # the backend's clock (sim time)
             if state is not None:
-                self._publish_state(state.positions, state.velocities, state.efforts, now_msg)
+                self._check_feedback(state)
+            if state is not None and not self.feedback_lost:
+                self.last_state = state
+                if state.stamp is not None:
+                    now_msg = Time(seconds=state.stamp).to_msg()  # the backend's clock (sim time)
+                self._publish_fresh_state(state, now_msg)
             if self.leader_pub is not None:
                 leader = self.backend.read_leader()
                 if leader is not None:
                     self._publish_leader(leader, now_msg)
-            if not self.enabled or self.estopped:
+            if not self.executing:
                 return
-            now = self._now()
             if self.watchdog.check(now) and not self._holding:
                 self._holding = True
-                self.get_logger().warn(
+                self.get_logger().warning(
                     f"watchdog: no command for {self.watchdog.age(now):.2f} s "
                     f"(> {self.watchdog.timeout:.2f} s), holding position")
-                self.interp.reset(self.safety.hold())
+                self.interp.reset(self.safety.stopping_point())
             target = self.interp.sample(now)
             if target is None:
                 return
@@ -268,8 +362,46 @@ class ArmDriverNode(Node):
             try:
                 self.backend.write(out)
             except Exception as exc:  # noqa: BLE001
+                self.write_errors += 1
                 self.last_error = str(exc)
                 self.get_logger().error(f"backend write failed: {exc}", throttle_duration_sec=1.0)
+
+    def _measure_rate(self, now: float) -> None:
+        """Achieved tick rate over windows of about one second of node time."""
+        if self._rate_window is None or now < self._rate_window[0]:   # first tick, or clock reset
+            self._rate_window = (now, self.ticks)
+            return
+        elapsed = now - self._rate_window[0]
+        if elapsed >= 1.0:
+            self.achieved_rate_hz = (self.ticks - self._rate_window[1]) / elapsed
+            self._rate_window = (now, self.ticks)
+
+    def _check_feedback(self, state) -> None:
+        """Feedback older than feedback_timeout: lost (soft stop, no states); back: resume."""
+        age = state.feedback_age
+        lost = age is not None and age > self.p["feedback_timeout"]
+        if lost and not self.feedback_lost:
+            self.feedback_lost = True
+            self.feedback_losses += 1
+            self.last_error = (f"no joint feedback for {age:.2f} s (> feedback_timeout "
+                               f"{self.p['feedback_timeout']:.2f} s)")
+            self.get_logger().error(self.last_error + ": joint states withheld")
+            self._soft_stop("joint feedback lost")
+        elif not lost and self.feedback_lost:
+            self.feedback_lost = False
+            self.get_logger().warning(f"joint feedback is back: publishing states; call "
+                                      f"{SERVICES['enable']} to resume commands")
+
+    def _publish_fresh_state(self, state, stamp) -> None:
+        """Publish a state once: a backend reading with the same stamp is not new data (a stamp
+        that goes back is a clock reset, e.g. a new sim episode, and is published)."""
+        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if state.stamp is not None and stamp_ns == self._last_state_stamp_ns:
+            self.stale_states_dropped += 1
+            return
+        self._last_state_stamp_ns = stamp_ns
+        self.states_published += 1
+        self._publish_state(state.positions, state.velocities, state.efforts, stamp)
 
     def _publish_state(self, positions, velocities, efforts, stamp) -> None:
         msg = JointState(name=list(JOINT_NAMES), position=[float(v) for v in positions])
@@ -315,42 +447,97 @@ class ArmDriverNode(Node):
 
     def _srv_disable(self, request, response):
         def action():
-            if self.enabled and not self.estopped:
-                self.backend.write(self.safety.hold())
-            self.backend.disable()
-            self.enabled = False
-            self.watchdog.clear()
+            try:
+                if self.executing:
+                    self.backend.write(self.safety.hold())
+                self.backend.disable()
+            finally:
+                self.enabled = False
+                self.watchdog.clear()
+                self._announce_enabled()
         return self._service(response, action, "disabled")
+
+    def _srv_soft_stop(self, request, response):
+        def action():
+            if self.estopped:
+                raise RuntimeError("emergency stop is active (stronger than a soft stop)")
+            if not self.enabled:
+                raise RuntimeError("arms are disabled: nothing to hold")
+            self._soft_stop("requested on " + SERVICES["soft_stop"])
+        return self._service(response, action,
+                             f"soft stop: holding position while powered; call {SERVICES['enable']} "
+                             "to resume")
 
     def _srv_estop(self, request, response):
         def action():
-            self.backend.emergency_stop()
+            # Stopped in the driver first: even if the device call fails, nothing more is sent.
             self.estopped = True
             self.watchdog.clear()
             self.interp.reset(None)
-            self.get_logger().warn("EMERGENCY STOP: commands ignored until /arm/enable")
-        return self._service(response, action, "emergency stop; call enable to resume")
+            self._announce_enabled()
+            self.get_logger().warning(f"EMERGENCY STOP: commands ignored; "
+                                      f"{SERVICES['release_emergency_stop']} then "
+                                      f"{SERVICES['enable']} to resume")
+            self.backend.emergency_stop()
+        return self._service(response, action,
+                             f"emergency stop; call {SERVICES['release_emergency_stop']}, then "
+                             f"{SERVICES['enable']} to resume")
+
+    def _srv_release_estop(self, request, response):
+        def action():
+            if not self.estopped:
+                raise RuntimeError("no emergency stop to release")
+            self.get_logger().warning(
+                "releasing the emergency stop on operator request: the backend's release may cut "
+                "motor power (Piper: the arms fall); motors stay off until /arm/enable")
+            self.backend.release_emergency_stop()
+            self.estopped = False
+            self.enabled = False
+            self.watchdog.clear()
+            self._announce_enabled()
+        return self._service(response, action,
+                             f"emergency stop released; arms disabled until {SERVICES['enable']}")
 
     def _publish_diagnostics(self) -> None:
+        self._guarded("diagnostics", self._publish_diagnostics_once)
+
+    def _publish_diagnostics_once(self) -> None:
         with self._lock:
             if self.safety is None:
                 return
             counts = self.safety.summary()
             rejected = sum(counts[k] for k in ("wrong_size", "wrong_names", "non_finite", "out_of_limits"))
             level, message = 0, "ok"
+            rate_low = (self.achieved_rate_hz is not None
+                        and self.achieved_rate_hz < RATE_WARN_FRACTION * self.p["rate_hz"])
             if self.estopped:
                 level, message = 2, "emergency stop"
+            elif self.feedback_lost:
+                level, message = 2, self.last_error
             elif self.read_errors and self.last_error:
                 level, message = 2, f"backend error: {self.last_error}"
+            elif self.soft_stopped:
+                level, message = 2, f"soft stop ({self.soft_stopped}): holding position"
             elif self.watchdog.tripped:
                 level, message = 1, "watchdog: commands stale, holding position"
             elif not self.enabled:
                 level, message = 1, "disabled"
+            elif rate_low:
+                level, message = 1, (f"driver rate {self.achieved_rate_hz:.1f} Hz below "
+                                     f"{RATE_WARN_FRACTION:.0%} of {self.p['rate_hz']:.0f} Hz")
             elif rejected:
                 level, message = 1, f"{rejected} commands rejected"
             values = {**counts, "ignored_commands": self.ignored_commands,
                       "watchdog_trips": self.watchdog.trips, "enabled": self.enabled,
-                      "read_errors": self.read_errors, "ticks": self.ticks,
+                      "emergency_stop": self.estopped, "soft_stop": self.soft_stopped or "no",
+                      "read_errors": self.read_errors, "write_errors": self.write_errors,
+                      "callback_errors": self.callback_errors, "ticks": self.ticks,
+                      "rate_hz": self.p["rate_hz"],
+                      "achieved_rate_hz": ("n/a" if self.achieved_rate_hz is None
+                                           else round(self.achieved_rate_hz, 1)),
+                      "feedback_losses": self.feedback_losses,
+                      "states_published": self.states_published,
+                      "stale_states_dropped": self.stale_states_dropped,
                       "backend": self.p["backend"]}
             items = [status("arm_driver: safety", level, message, values)]
             for d in self.backend.diagnostics() if self.backend is not None else []:

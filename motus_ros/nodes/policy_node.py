@@ -58,8 +58,11 @@ PARAMS = [
           min=1.0, max=1000.0),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
+    Param("inference_timeout_s", 10.0, "an inference running longer than this is reported as "
+          "ERROR on /diagnostics (s, wall time)", min=0.1, max=3600.0),
     Param("autostart", True, "configure and activate at start"),
 ]
+STEPS_PARAM = next(p for p in PARAMS if p.name == "steps")
 
 
 class PolicyNode(Node):
@@ -147,6 +150,10 @@ class PolicyNode(Node):
     def _on_set_mode(self, request, response):
         steps = int(request.denoising_steps) or None
         try:
+            if steps is not None and steps > STEPS_PARAM.max:
+                # The same bound as the 'steps' parameter: an unbounded request stalls the policy.
+                raise ValueError(f"SetMode.denoising_steps: got {steps}, expected 0 (keep the current "
+                                 f"value) or 1..{STEPS_PARAM.max:g}")
             name = self.request_mode(request.mode.mode, steps)
         except ValueError as exc:
             self.refused += 1
@@ -234,8 +241,13 @@ class PolicyNode(Node):
             values["latency_s"] = float(self.last_latency)
         if self.last_error:
             values["last_error"] = self.last_error
+        running_s = self.worker.busy_for() if self.worker is not None else 0.0
         if self.worker is None:
             level, message = diag.ERROR, "not configured (no model loaded)"
+        elif running_s > self.params["inference_timeout_s"]:
+            level, message = diag.ERROR, (
+                f"inference running for {running_s:.1f} s (> inference_timeout_s "
+                f"{self.params['inference_timeout_s']:g} s): no chunks")
         elif not self.active:
             level, message = diag.WARN, "inactive"
         elif self.last_reason:

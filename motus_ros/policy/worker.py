@@ -28,6 +28,7 @@ class InferenceWorker:
         self.failed = 0
         self.skipped = 0
         self.last_duration_s: float | None = None
+        self._started_at: float | None = None    # monotonic start of the running inference
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -35,6 +36,11 @@ class InferenceWorker:
     def busy(self) -> bool:
         with self._cond:
             return self._busy or self._job is not None
+
+    def busy_for(self) -> float:
+        """Seconds the running inference has taken so far (0 when idle)."""
+        with self._cond:
+            return 0.0 if self._started_at is None else time.monotonic() - self._started_at
 
     def submit(self, observation: dict, meta: Any = None) -> bool:
         """Start an inference on observation; False (and counted) if one is still running."""
@@ -83,6 +89,8 @@ class InferenceWorker:
                 pending_mode, self._pending_mode = self._pending_mode, None
                 pending_reset, self._pending_reset = self._pending_reset, False
             start = time.monotonic()
+            with self._cond:
+                self._started_at = start
             try:
                 if pending_reset:
                     self.policy.reset()
@@ -107,4 +115,5 @@ class InferenceWorker:
     def _finish(self) -> None:
         with self._cond:
             self._busy = False
+            self._started_at = None
             self._cond.notify_all()

@@ -7,7 +7,8 @@ Everything here is read from piper-sdk 0.6.2 (the installed package), cited per 
   ConvertToList_32bit packs '>i');
 - units: joint angles in 0.001 degree, gripper stroke in 0.001 mm, gripper effort in
   0.001 N*m (C_PiperInterface_V2.JointCtrl / GripperCtrl / GetArmGripperMsgs docstrings);
-- status codes: piper_msgs/msg_v2/feedback/arm_feedback_status.py, arm_feedback_low_spd.py.
+- status codes: piper_msgs/msg_v2/feedback/arm_feedback_status.py, arm_feedback_low_spd.py;
+- CAN bus: hardware_port/can_encapsulation_v0_4_0.py (C_STD_CAN), can_activate.sh (bitrate).
 
 The backend talks to the arm through the SDK; this module exists so that conversions are tested
 on their own and so that tests (and the fake arm) can build and check the exact bytes.
@@ -29,9 +30,19 @@ JOINT_CTRL_IDS = (0x155, 0x156, 0x157)       # J1&J2, J3&J4, J5&J6 targets
 GRIPPER_CTRL = 0x159
 MOTOR_ENABLE_DISABLE = 0x471
 
+# Control frames: what a leader arm in linkage teaching mode sends, and what this driver sends.
+# The SDK parses them into GetArmModeCtrl() (0x151), GetArmJointCtrl() (0x155-0x157) and
+# GetArmGripperCtrl() (0x159), documented as "sent by the main arm" (__UpdateArmJointCtrl).
+CTRL_FRAME_IDS = (MOTION_CTRL_2, *JOINT_CTRL_IDS, GRIPPER_CTRL)
+
 # -- field values -------------------------------------------------------------------------------
-ESTOP_NONE, ESTOP_STOP, ESTOP_RESUME = 0x00, 0x01, 0x02           # 0x150 byte 0
+# 0x150 byte 0 (MotionCtrl_1 / EmergencyStop docstrings): 0x00 invalid, 0x01 "quick emergency
+# stop", 0x02 "resume". ResetPiper() sends the same 0x02 and documents it: "The robot will
+# immediately lose power and fall down, clearing all errors and internal flags."
+ESTOP_NONE, ESTOP_STOP, ESTOP_RESUME = 0x00, 0x01, 0x02
 CTRL_MODE_STANDBY, CTRL_MODE_CAN = 0x00, 0x01                     # 0x151 byte 0
+CTRL_MODE_LINKAGE_TEACHING_INPUT = 0x06                          # 0x2A1 byte 0: a leader arm
+ARM_STATUS_ESTOP = 0x01                                          # 0x2A1 byte 1: emergency stop
 MOVE_J = 0x01                                                    # 0x151 byte 1
 MIT_OFF = 0x00                                                   # 0x151 byte 3: position-velocity
 ALL_MOTORS = 7                                                   # 0x471 byte 0: 7 = all motors
@@ -53,6 +64,9 @@ ARM_STATUS = {0x00: "normal", 0x01: "emergency_stop", 0x02: "no_solution", 0x03:
 ARM_STATUS_INFO = {0x00, 0x0B, 0x0C, 0x0D}
 GRIPPER_STATUS_BITS = ("voltage_too_low", "motor_overheating", "driver_overcurrent",
                        "driver_overheating", "sensor_error", "driver_error")  # bits 0..5 (bit 6 enable)
+
+BITRATE = 1_000_000                    # CreateCanBus expected_bitrate; can_activate.sh default
+IFF_UP = 0x1                           # /sys/class/net/<if>/flags: administratively up (linux/if.h)
 
 MDEG_PER_RAD = 180_000.0 / math.pi     # 0.001 degree per radian
 UM_PER_M = 1_000_000.0                 # 0.001 mm per metre
@@ -161,3 +175,68 @@ def status_faults(arm_status: int, err_code: int) -> list[str]:
 def gripper_faults(status: int) -> list[str]:
     """Fault strings from the 0x2A8 gripper status byte (bits 0-5)."""
     return [f"gripper_{name}" for bit, name in enumerate(GRIPPER_STATUS_BITS) if status & (1 << bit)]
+
+
+# -- connection, feedback and control-frame bookkeeping (pure; piper.py holds the state) ----------
+def link_problem(flags: int | None) -> str | None:
+    """Why a socketcan interface cannot carry frames, from its /sys/class/net/<if>/flags.
+
+    None (flags unreadable): the interface does not exist. A down interface still opens (bind
+    succeeds) but never receives, and every send fails: the SDK would only log it.
+    """
+    if flags is None:
+        return "no such network interface"
+    if not flags & IFF_UP:
+        return f"the interface is down (flags 0x{flags:X}, IFF_UP not set)"
+    return None
+
+
+def can_open_error(channel: str, bustype: str, reason: object) -> str:
+    """The one-line error for a CAN interface that did not open, with what to check."""
+    if bustype == "socketcan":
+        hint = f"check `ip link show {channel}` and that it is up (bitrate {BITRATE})"
+    else:
+        hint = (f"check that the adapter is connected and that python-can's '{bustype}' "
+                "interface and its driver are installed")
+    return f"piper: cannot open CAN interface '{channel}' ({bustype}): {reason}; {hint}"
+
+
+def stamp_age(seen: tuple[float, float] | None, stamp: float, now: float
+              ) -> tuple[tuple[float, float], float]:
+    """Age of the newest frame behind an SDK time_stamp, measured on the caller's clock.
+
+    `seen` is (time_stamp, `now` when that time_stamp was first seen). The SDK's time_stamp is
+    the frame's receive time on the CAN interface's clock (wall clock for socketcan and virtual,
+    other clocks for other adapters), so it is only compared for change; a new value restarts
+    the age at 0. The age is exact to one polling interval (the driver polls at its rate).
+    Returns (new `seen`, age in seconds).
+    """
+    if seen is None or stamp != seen[0]:
+        return (stamp, now), 0.0
+    return seen, max(0.0, now - seen[1])
+
+
+def foreign_frames(changed: bool, previous_poll: float, last_sent: float | None, echo_s: float
+                   ) -> bool:
+    """Did control frames that changed between two polls come from another node (a leader)?
+
+    Our own control frames can come back to the SDK's receive bus (python-can's virtual bus
+    delivers every frame to every other handle on the channel; socketcan does not with the
+    SDK's local_loopback=False), within `echo_s` of sending. A change seen after
+    `previous_poll` is foreign when our last control frame was sent more than `echo_s` before
+    that poll (or never).
+    """
+    return changed and (last_sent is None or last_sent + echo_s < previous_poll)
+
+
+def feedback_lost_message(age: float, channel: str) -> str:
+    return f"no joint feedback for {age:.1f} s on {channel}"
+
+
+def leader_refusal(found: dict[str, str]) -> str:
+    """enable()'s refusal when leader (teaching-mode) arms are active on follower channels."""
+    where = "; ".join(f"{ch}: {why}" for ch, why in found.items())
+    return (f"piper: refusing to enable: a leader arm is active on the follower CAN bus ({where}). "
+            "Its control frames would fight this driver's. Put the leader on its own CAN channel "
+            "(leader_can_channels), power it off, or set it to follower mode "
+            "(MasterSlaveConfig(0xFC, 0, 0, 0), then power-cycle it)")

@@ -3,8 +3,14 @@
 It plays the arm's side of the protocol (piper_can.py): sends feedback frames (status 0x2A1,
 joints 0x2A5-0x2A7, gripper 0x2A8, motor enable flags 0x261-0x266) at `rate_hz`, records every
 frame it receives with a monotonic timestamp, applies 0x471 enable/disable to its enable flags,
-0x150 to its emergency-stop status and, with `follow=True`, moves its feedback to each joint and
-gripper target it receives.
+0x150 to its emergency-stop status (0x01 stop; 0x02 resume, which like the real arm also drops
+motor power) and, with `follow=True`, moves its feedback to each joint and gripper target it
+receives.
+
+Faults to inject: `mute = True` stops all feedback (a powered-off arm or a broken cable) while
+frames are still received; `as_leader=True` plays a leader arm in linkage teaching mode (control
+frames 0x151, 0x155-0x157, 0x159 only); `leader_on_bus=True` adds such a leader on the same channel
+(Agilex's master/slave wiring), reachable as `.leader` (`arm.leader.mute = True` powers it off).
 """
 from __future__ import annotations
 
@@ -33,13 +39,14 @@ class FakePiperArm:
 
     def __init__(self, channel: str, joints_rad=(0.0,) * 6, gripper_m: float = 0.0,
                  rate_hz: float = 200.0, enabled: bool = False, follow: bool = False,
-                 as_leader: bool = False):
+                 as_leader: bool = False, leader_on_bus: bool = False, leader_joints_rad=None):
         self.channel = channel
         self.joints = list(joints_rad)
         self.gripper = float(gripper_m)
         self.enabled = enabled
         self.follow = follow
-        self.as_leader = as_leader     # send control frames (0x155-0x157, 0x159) like a leader arm
+        self.as_leader = as_leader     # send control frames (0x151, 0x155-0x157, 0x159) like a leader arm
+        self.mute = False              # True: send nothing (feedback loss), keep receiving
         self.arm_status = 0
         self.err_code = 0
         self.gripper_status = pc.FOC_ENABLED_BIT
@@ -54,6 +61,11 @@ class FakePiperArm:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fake-piper-{channel}", daemon=True)
         self._thread.start()
+        # A leader arm on the same bus: its own handle, so that this arm receives its frames
+        # (and follows them when follow=True and enabled, as a real follower in linkage mode).
+        leader_joints = joints_rad if leader_joints_rad is None else leader_joints_rad
+        self.leader = (FakePiperArm(channel, joints_rad=leader_joints, gripper_m=gripper_m,
+                                    rate_hz=rate_hz, as_leader=True) if leader_on_bus else None)
 
     # -- test helpers ----------------------------------------------------------------------------
     def received(self, arbitration_id: int | None = None) -> list[Frame]:
@@ -79,14 +91,21 @@ class FakePiperArm:
                 self._cond.wait(remaining)
 
     def close(self) -> None:
+        if self.leader is not None:
+            self.leader.close()
         self._stop.set()
         self._thread.join(timeout=2)
         self._bus.shutdown()
 
     # -- protocol --------------------------------------------------------------------------------
     def _feedback(self) -> list[tuple[int, bytes]]:
+        if self.mute:
+            return []
         if self.as_leader:
-            return [*pc.joint_ctrl_frames(self.joints), pc.gripper_ctrl_frame(self.gripper)]
+            # A leader in linkage teaching mode commands the follower: mode, joints, gripper
+            # (the SDK's GetArmModeCtrl/GetArmJointCtrl/GetArmGripperCtrl: "sent by the main arm").
+            return [pc.motion_ctrl_2_frame(), *pc.joint_ctrl_frames(self.joints),
+                    pc.gripper_ctrl_frame(self.gripper)]
         frames = [pc.status_frame(self.ctrl_mode, self.arm_status, self.err_code),
                   *pc.joint_feedback_frames(self.joints),
                   pc.gripper_feedback_frame(self.gripper, 0, self.gripper_status)]

@@ -104,7 +104,7 @@ def make_backend(node: Node, p: dict, calibration) -> ArmBackend:
         return cls(calibration=calibration, channels=p["can_channels"], bustype=p["can_bustype"],
                    leader_channels=p["leader_can_channels"] if p["read_leaders"] else (),
                    speed_percent=p["piper_speed_percent"], gripper_effort=p["gripper_effort"],
-                   enable_timeout=p["enable_timeout"])
+                   enable_timeout=p["enable_timeout"], feedback_stale=p["feedback_timeout"])
     if name == "arx":
         return cls(calibration=calibration, interfaces=p["arx_interfaces"], model=p["arx_model"])
     return cls(calibration=calibration)

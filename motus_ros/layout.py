@@ -47,6 +47,7 @@ TOPICS = {
     "wm_future": "/motus/wm/predicted_future",
     "markers": "/motus/markers",
     "task_success": "/sim/task_success",
+    "episode_start": "/sim/episode_start",
     "arm_enabled": "/arm/enabled",
 }
 SERVICES = {

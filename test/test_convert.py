@@ -299,7 +299,7 @@ def test_time_source_falls_back_to_receive_times_when_stamps_disagree():
     assert choose_time_source(good, "auto")[0] == "header"
     wall = dict(good, **{"/c": ([1.7e9 + t for t in log], log)})  # a node stamping wall time
     source, reason = choose_time_source(wall, "auto")
-    assert source == "log" and "/c" in reason and "disagree" in reason
+    assert source == "log" and "/c" in reason and "disagrees" in reason
     stale = dict(good, **{"/d": ([min(t, 1.0) for t in log], log)})  # republished last stamp
     source, reason = choose_time_source(stale, "auto")
     assert source == "log" and reason.startswith("/d repeats stamps")
@@ -308,3 +308,142 @@ def test_time_source_falls_back_to_receive_times_when_stamps_disagree():
     with pytest.raises(ConvertError, match="/e has zero stamps"):
         choose_time_source(unset, "header")
     assert choose_time_source(good, "log") == ("log", "requested")
+
+
+# --- a demo-like bag: the recorder started before a sim reset --------------------------------
+T_RESET = T0 + 1.0
+OLD_POSE = np.full(layout.DOF, 1.5)   # the arms before the reset, far from the new episode's ramps
+
+
+def post_follower(t):
+    return 0.5 + SLOPE * (t - T_RESET)
+
+
+def post_leader(t):
+    return -0.2 + 2 * SLOPE * (t - T_RESET)
+
+
+def write_reset_bag(folder: Path, *, js_delay=0.5, cam_delay=0.1, republish=3,
+                    camera_stamps=True, marker=True) -> Path:
+    """Recording from T0, sim reset at T_RESET, episode until T_RESET + DURATION, as the demo bags:
+    the driver republished each joint state `republish` times (byte-identical, the old driver at
+    50 Hz of wall time against a slower sim), the recorder received joint states `js_delay` s and
+    images `cam_delay` s late (its backlog), /sim/episode_start (std_msgs/Header) marks the reset.
+    Images before the reset are white; after it, cam_image(camera, frames since the reset)."""
+    w = BagWriter(folder, fsync=False).open()
+    js_type, img_type, hdr_type = ("sensor_msgs/msg/JointState", "sensor_msgs/msg/Image",
+                                   "std_msgs/msg/Header")
+    follower_topic, leader_topic = layout.TOPICS["joint_states"], layout.TOPICS["leader_joint_states"]
+    cams = [layout.camera_image_topic(c) for c in layout.CAMERAS]
+    for topic, msgtype in ((follower_topic, js_type), (leader_topic, js_type),
+                           *((c, img_type) for c in cams), ("/sim/episode_start", hdr_type)):
+        w.add_topic(topic, msgtype)
+    store = bag_types.typestore()
+    events = []   # (receive s, topic, raw)
+    end = T_RESET + DURATION
+    for rate, topic, old, new, delay in ((JS_RATE, follower_topic, OLD_POSE, post_follower, js_delay),
+                                         (LEADER_RATE, leader_topic, -OLD_POSE, post_leader, 0.01)):
+        for k in range(int(round((end - T0) * rate)) + 1):
+            t = T0 + k / rate
+            pos = old if t < T_RESET else new(t)
+            raw = store.serialize_cdr(_msg(js_type, header=_header(t), name=list(layout.JOINT_NAMES),
+                                           position=pos, velocity=np.zeros(0), effort=np.zeros(0)),
+                                      js_type)
+            copies = republish if topic == follower_topic else 1
+            events += [(t + delay + i * 0.004, topic, raw) for i in range(copies)]
+    for k in range(int(round((end - T0) * CAM_RATE)) + 1):
+        t = T0 + k / CAM_RATE
+        after = int(round((t - T_RESET) * CAM_RATE))
+        for ci, topic in enumerate(cams):
+            img = cam_image(ci, after) if after >= 0 else np.full((48, 64, 3), 255, np.uint8)
+            msg = _msg(img_type, header=_header(t if camera_stamps else 0.0), height=48, width=64,
+                       encoding="rgb8", is_bigendian=0, step=64 * 3, data=img.reshape(-1))
+            events.append((t + cam_delay, topic, store.serialize_cdr(msg, img_type)))
+    if marker:
+        events.append((T_RESET + 0.05, "/sim/episode_start",
+                       store.serialize_cdr(_header(T_RESET), hdr_type)))
+    for log_t, topic, raw in sorted(events, key=lambda e: e[0]):
+        w.write(topic, int(round(log_t * 1e9)), raw)
+    w.close()
+    write_json_atomic(folder / "episode.json", {"task": "transfer the cube", "robot_profile": "sim"})
+    return folder
+
+
+def test_reset_mid_bag_exports_only_the_new_episode_on_header_stamps(tmp_path):
+    """Stamps sane (republished duplicates aside): header times, nothing from before the reset in
+    states, actions or frames, however late the recorder received each topic."""
+    from motus_ros.data.convert import ConvertConfig, convert
+    from motus_ros.data.lerobot import export_lerobot
+    from motus_ros.data.tiling import resolve_tiler
+
+    bag = write_reset_bag(tmp_path / "demo_bag")
+    logs = []
+    report = convert([bag], tmp_path / "out", ConvertConfig(val_fraction=0.0), progress=False,
+                     log=logs.append)
+    assert not report.failures and not logs, logs
+    episode = report.episodes[0]
+    assert episode.time_source == "header", episode.time_source_reason
+    states_written = int(round((T_RESET + DURATION - T0) * JS_RATE)) + 1
+    assert (f"dropped byte-identical republications: /puppet/joint_states {2 * states_written}"
+            in episode.time_source_reason)
+    assert episode.episode_start_s == pytest.approx(T_RESET, abs=1e-9)
+    assert set(episode.dropped["before_reset"]) == {
+        layout.TOPICS["joint_states"], layout.TOPICS["leader_joint_states"],
+        *(layout.camera_image_topic(c) for c in layout.CAMERAS)}
+    data = np.load(tmp_path / "out" / "episodes" / "demo_bag" / "data.npz")
+    n = int(DURATION * 30) + 1
+    t = T_RESET + data["timestamps"]
+    assert len(t) == n
+    np.testing.assert_allclose(data["state"], np.stack([post_follower(x) for x in t]), atol=1e-5)
+    np.testing.assert_allclose(data["action"], np.stack([post_leader(x) for x in t]), atol=1e-5)
+    tile = resolve_tiler()
+    for f, step in enumerate(data["frame_steps"]):  # the new episode's frames, none white
+        expected = tile(*(cam_image(ci, int(step)) for ci in range(3)), height=384, width=320)
+        np.testing.assert_array_equal(data["frames"][f], expected)
+    meta = json.loads((tmp_path / "out" / "episodes" / "demo_bag" / "episode.json").read_text())
+    assert meta["episode_start_s"] == pytest.approx(T_RESET) and meta["dropped"] == episode.dropped
+
+    tables = {}
+    export_lerobot([bag], tmp_path / "lerobot", ConvertConfig(val_fraction=0.0), progress=False,
+                   table_writer=_fake_parquet(tables), log=logs.append)
+    rows, _ = tables[tmp_path / "lerobot" / "data/chunk-000/file-000.parquet"]
+    state = rows["observation.state"]
+    np.testing.assert_allclose(state[0], post_follower(T_RESET), atol=1e-5)
+    assert np.abs(np.diff(state, axis=0)).max() <= SLOPE.max() / 30 + 1e-5  # no jump between steps
+
+
+def test_reset_mid_bag_on_receive_times_when_stamps_are_not_sane(tmp_path):
+    """Unstamped images: receive times for all (said in the log and episode.json); the bag is cut
+    at the marker's receive time, and topics whose own stamps are sane at its stamp too, so the
+    old episode's joint states that the recorder got after the reset stay out."""
+    from motus_ros.data.convert import ConvertConfig, convert
+
+    bag = write_reset_bag(tmp_path / "unstamped_bag", camera_stamps=False)
+    logs = []
+    report = convert([bag], tmp_path / "out", ConvertConfig(val_fraction=0.0), progress=False,
+                     log=logs.append)
+    episode = report.episodes[0]
+    assert episode.time_source == "log"
+    assert "/camera_high/color/image_raw has zero stamps" in episode.time_source_reason
+    assert len(logs) == 1 and "receive times" in logs[0] and "zero stamps" in logs[0]
+    assert episode.episode_start_s == pytest.approx(T_RESET + 0.05, abs=1e-6)
+    assert episode.dropped["before_reset"][layout.TOPICS["joint_states"]] == 50  # all 1 s of them
+    assert not np.isclose(episode.state, OLD_POSE).all(axis=1).any(), "a pre-reset pose was exported"
+    # the episode starts when the first new state was received, 0.5 s after it was the state:
+    # receive times skew states against images by the recorder's lag (why headers are preferred)
+    np.testing.assert_allclose(episode.state[0], post_follower(T_RESET), atol=1e-5)
+    data = np.load(tmp_path / "out" / "episodes" / "unstamped_bag" / "data.npz")
+    assert not (data["frames"] == 255).all(axis=-1).any(), "a pre-reset (white) image was exported"
+
+
+def test_time_source_tolerates_a_lagging_recorder_but_not_another_clock():
+    from motus_ros.data.convert import choose_time_source
+    log = [0.02 * i for i in range(100)]
+    backlog = {"/joints": ([t - 2.0 for t in log], log),        # recorder 2 s behind its history
+               "/camera": ([t - 0.1 for t in log], log)}
+    assert choose_time_source(backlog, "auto") == ("header", "header stamps consistent")
+    ahead = dict(backlog, **{"/camera": ([t + 1.0 for t in log], log)})  # stamps from the future
+    source, reason = choose_time_source(ahead, "auto")
+    assert source == "log" and "/camera stamps a clock that disagrees" in reason
+    sim_on_wall = dict(backlog, **{"/joints": ([t - 1.7e9 for t in log], log)})
+    assert choose_time_source(sim_on_wall, "auto")[0] == "log"

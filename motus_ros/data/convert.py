@@ -20,9 +20,18 @@ Output layout of `convert(..., out)` (format "motus"):
 
 Columns follow layout.JOINT_NAMES ([left 6 joints, left gripper, right 6, right gripper]).
 Joint values are linearly interpolated at each control step; camera frames are the nearest
-recorded image (the largest gap is stored per camera in episode.json). Times are header stamps
-when they are trustworthy on every topic, else the bag's receive times (choose_time_source; the
-choice and its reason are stored in episode.json).
+recorded image (the largest gap is stored per camera in episode.json).
+
+Times are header stamps when they are sane on every topic, else the bag's receive times
+(choose_time_source; the choice and its reason are stored in episode.json and logged). Header
+stamps are preferred because receive times are when the recorder got to a message: a recorder
+that lags behind a deep reliable history receives joint states late by up to that history (the
+demo bags: 0.5 s of simulated time), which would skew states against images. A message repeated
+byte for byte (a driver republishing its last reading) is dropped before the check.
+
+A bag that holds a simulator reset (/sim/episode_start, std_msgs/Header stamped with the
+simulated time of the new episode's first state) keeps only what follows the last reset: no
+state, action or frame from before it is exported.
 """
 from __future__ import annotations
 
@@ -69,6 +78,8 @@ class ConvertConfig:
     val_fraction: float = 0.1
     seed: int = 0
     time_source: str = "auto"  # auto | header | log
+    # std_msgs/Header marking an episode reset (hardware.sim_backend.SIM_TOPICS["episode_start"])
+    episode_start_topic: str = "/sim/episode_start"
     compress: bool = True
     min_steps: int = 2
 
@@ -84,7 +95,8 @@ class JointSeries:
 class CameraIndex:
     topic: str              # topic in the bag (may be <topic>/compressed)
     msgtype: str
-    times: np.ndarray       # (K,) float64 seconds (bag order)
+    times: np.ndarray       # (K,) float64 seconds (bag order) of the usable images
+    ordinals: np.ndarray    # (K,) int64: position of each usable image among the topic's messages
 
 
 @dataclass
@@ -100,6 +112,8 @@ class BagContents:
     sidecar: dict
     time_source: str          # header | log
     time_source_reason: str
+    episode_start_s: float | None = None   # last reset in the bag (chosen clock), None: no reset
+    dropped: dict = field(default_factory=dict)  # {"duplicates"|"before_reset": {topic: count}}
 
 
 def expand_bag_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -113,40 +127,56 @@ def expand_bag_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return result
 
 
-def _header_time(data: bytes) -> float | None:
-    """Stamp (s) of a CDR message whose first field is std_msgs/Header; None if zero."""
+def _header_time(data: bytes, zero: float | None = None) -> float | None:
+    """Stamp (s) of a CDR message whose first field is std_msgs/Header; `zero` if it is zero."""
     little = data[1] == 1  # CDR encapsulation: 0x0001 = little endian
     sec, nsec = struct.unpack_from("<iI" if little else ">iI", data, 4)
-    return None if sec == 0 and nsec == 0 else sec + nsec * 1e-9
+    return zero if sec == 0 and nsec == 0 else sec + nsec * 1e-9
 
 
-HEADER_OFFSET_TOLERANCE_S = 0.5  # header-minus-receive offsets of all topics must agree this well
-STALE_STAMP_FRACTION = 0.01      # more repeated header stamps than this: stamps are not trusted
+STALE_STAMP_FRACTION = 0.01  # more repeated header stamps than this: stamps are not trusted
+# Median header-minus-receive time of every topic must lie in [-HEADER_MAX_DELAY_S,
+# +HEADER_MAX_LEAD_S]. Stamps ahead of the recorder's clock cannot be delivery delay: another
+# clock. Stamps behind it are delivery delay up to what a lagging recorder can hold back (its
+# own and the publisher's keep-last histories, 2 x 100 joint states: 4 s at 50 Hz); beyond, or
+# seconds of 1.7e9 (wall time against simulated time), another clock. The topics' offsets are not
+# compared with each other: a recorder lagging on one deep topic offsets it from the others
+# while its stamps stay true (the demo bags: joint states -0.5 s, cameras -0.1 s).
+HEADER_MAX_LEAD_S = 0.5
+HEADER_MAX_DELAY_S = 5.0
+
+
+def header_problems(hdr: list, logs: list) -> list[str]:
+    """Why one topic's header stamps (s, None = unset) cannot serve as its times; [] if they can.
+    logs: the receive times (s) of the same messages."""
+    if any(h is None for h in hdr):
+        return ["has zero stamps"]
+    problems = []
+    h = np.asarray(hdr, dtype=np.float64)
+    if len(h) > 1 and np.mean(np.diff(np.sort(h)) <= 0) > STALE_STAMP_FRACTION:
+        problems.append("repeats stamps")
+    if len(h):
+        offset = float(np.median(h - np.asarray(logs, dtype=np.float64)))
+        if not -HEADER_MAX_DELAY_S <= offset <= HEADER_MAX_LEAD_S:
+            problems.append(f"stamps a clock that disagrees with the recording's (median stamp "
+                            f"minus receive time {offset:+.3g} s, expected "
+                            f"-{HEADER_MAX_DELAY_S:g}..+{HEADER_MAX_LEAD_S:g} s)")
+    return problems
 
 
 def choose_time_source(streams: dict[str, tuple[list, list]], mode: str) -> tuple[str, str]:
     """('header' | 'log', reason) for all topics of a bag; streams: topic -> (header s, log s).
 
-    Header stamps are the better clock (camera exposure, joint read time) but only when every
-    topic has them on the same clock: in auto mode they are used when all are set, none repeats
-    (a node republishing a stale stamp) and header-minus-receive offsets agree across topics (a
-    node stamping wall time while the bag runs on simulated time fails this). Else receive times.
+    Header stamps are the better clock (camera exposure, the physics state or joint read they
+    report; receive times add the recorder's delays) and are used in auto mode when every topic
+    has them set, unrepeated (a node republishing a stale stamp with new data; byte-identical
+    republications are removed before) and on the recording's clock (header_problems). Else
+    receive times, with the reason.
     """
     if mode == "log":
         return "log", "requested"
-    problems = []
-    offsets = {}
-    for topic, (hdr, logs) in streams.items():
-        if any(h is None for h in hdr):
-            problems.append(f"{topic} has zero stamps")
-            continue
-        h = np.asarray(hdr)
-        if len(h) > 1 and np.mean(np.diff(np.sort(h)) <= 0) > STALE_STAMP_FRACTION:
-            problems.append(f"{topic} repeats stamps")
-        offsets[topic] = float(np.median(h - np.asarray(logs)))
-    if offsets and max(offsets.values()) - min(offsets.values()) > HEADER_OFFSET_TOLERANCE_S:
-        problems.append("header clocks disagree (offsets to receive time: "
-                        + ", ".join(f"{t} {o:+.3g} s" for t, o in offsets.items()) + ")")
+    problems = [f"{topic} {problem}" for topic, (hdr, logs) in streams.items()
+                for problem in header_problems(hdr, logs)]
     if not problems:
         return "header", "header stamps consistent"
     if mode == "header":
@@ -218,38 +248,90 @@ def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
                     break
             else:
                 raise ConvertError(f"no images for camera {cam} on {topic} (topics: {sorted(conns)})")
-        joints: dict[str, tuple[list, list, list]] = {t: ([], [], []) for t in (cfg.state_topic, action_topic)}
-        cams: dict[str, tuple[list, list]] = {c: ([], []) for c in cam_conns}
-        by_cam_topic = {c.topic: cam for cam, c in cam_conns.items()}
+        kept = {t: _Kept() for t in (cfg.state_topic, action_topic, *(c.topic for c in cam_conns.values()))}
         instructions: list[str] = []
+        resets: list[tuple[float, float]] = []   # (header s, receive s) of episode starts
         wanted = [conns[cfg.state_topic], conns[action_topic], *cam_conns.values()]
-        if cfg.instruction_topic in conns:
-            wanted.append(conns[cfg.instruction_topic])
+        for extra in (cfg.instruction_topic, cfg.episode_start_topic):
+            if extra in conns:
+                wanted.append(conns[extra])
         for conn, log_ns, raw in reader.messages(connections=wanted):
-            if conn.topic in joints:
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                hdr, logs, msgs = joints[conn.topic]
-                hdr.append(_header_time(raw))
-                logs.append(log_ns * 1e-9)
-                msgs.append(msg)
-            elif conn.topic in by_cam_topic:
-                hdr, logs = cams[by_cam_topic[conn.topic]]
-                hdr.append(_header_time(raw))
-                logs.append(log_ns * 1e-9)
+            if conn.topic in kept:
+                joint = conn.topic in (cfg.state_topic, action_topic)
+                kept[conn.topic].add(raw, log_ns * 1e-9,
+                                     store.deserialize_cdr(raw, conn.msgtype) if joint else None)
             elif conn.topic == cfg.instruction_topic:
                 instructions.append(store.deserialize_cdr(raw, conn.msgtype).data)
-    streams = {t: (hdr, logs) for t, (hdr, logs, _) in joints.items()}
-    streams.update({cam_conns[c].topic: v for c, v in cams.items()})
-    source, reason = choose_time_source(streams, cfg.time_source)
-    pick = 0 if source == "header" else 1
-    series = {topic: _sorted_series(topic, np.asarray(v[pick], dtype=np.float64),
-                                    _joint_matrix(v[2], topic)) for topic, v in joints.items()}
-    cameras = {cam: CameraIndex(cam_conns[cam].topic, cam_conns[cam].msgtype,
-                                np.asarray(v[pick], dtype=np.float64)) for cam, v in cams.items()}
+            elif conn.topic == cfg.episode_start_topic:
+                resets.append((_header_time(raw, zero=0.0), log_ns * 1e-9))
+    source, reason = choose_time_source({t: (k.hdr, k.logs) for t, k in kept.items()}, cfg.time_source)
+    duplicates = {t: k.duplicates for t, k in kept.items() if k.duplicates}
+    if duplicates and source == "header":
+        reason += " (dropped byte-identical republications: " + ", ".join(
+            f"{t} {n}" for t, n in duplicates.items()) + ")"
+    times = {t: np.asarray(k.hdr if source == "header" else k.logs, dtype=np.float64)
+             for t, k in kept.items()}
+    # The episode starts at the last reset the bag holds; what precedes it is the old episode.
+    # On receive times, a topic whose own stamps are sane is also cut at the reset's stamp: the
+    # recorder may have received the old episode's last messages after the reset.
+    start = max((h if source == "header" else r for h, r in resets), default=None)
+    marker_ok = bool(resets) and not header_problems([h for h, _ in resets], [r for _, r in resets])
+    start_stamp = max(h for h, _ in resets) if marker_ok else None
+    before = {}
+    keep = {}
+    for topic, t in times.items():
+        keep[topic] = t >= start if start is not None else np.ones(len(t), dtype=bool)
+        k = kept[topic]
+        if source == "log" and start_stamp is not None and not header_problems(k.hdr, k.logs):
+            keep[topic] &= np.asarray(k.hdr, dtype=np.float64) >= start_stamp
+        before[topic] = int(np.count_nonzero(~keep[topic]))
+        if not keep[topic].any():
+            raise ConvertError(f"{topic}: no message after the episode reset at {start:.3f} s "
+                               f"({source} time; {len(t)} before it)")
+    series = {topic: _sorted_series(topic, times[topic][keep[topic]],
+                                    _joint_matrix(kept[topic].msgs, topic)[keep[topic]])
+              for topic in (cfg.state_topic, action_topic)}
+    cameras = {}
+    for cam, conn in cam_conns.items():
+        k, mask = kept[conn.topic], keep[conn.topic]
+        cameras[cam] = CameraIndex(conn.topic, conn.msgtype, times[conn.topic][mask],
+                                   np.asarray(k.ordinals, dtype=np.int64)[mask])
+    dropped = {key: counts for key, counts in (
+        ("duplicates", duplicates), ("before_reset", {t: n for t, n in before.items() if n}))
+        if counts}
     sidecar = ep.read_sidecar(path)
     task = sidecar.get("task") or (instructions[-1] if instructions else "")
     return BagContents(path, series[cfg.state_topic], series[action_topic], cameras, task,
-                       sidecar.get("robot_profile") or "unknown", sidecar, source, reason)
+                       sidecar.get("robot_profile") or "unknown", sidecar, source, reason,
+                       start, dropped)
+
+
+class _Kept:
+    """One topic's messages as read: header and receive times (s), bag ordinals, and for joint
+    topics the decoded messages. A message equal byte for byte to the topic's previous one (a
+    node republishing its last reading, stamp included) is counted and left out."""
+
+    def __init__(self):
+        self.hdr: list[float | None] = []
+        self.logs: list[float] = []
+        self.ordinals: list[int] = []
+        self.msgs: list = []
+        self.duplicates = 0
+        self._count = 0
+        self._previous: bytes | None = None
+
+    def add(self, raw: bytes, log_s: float, msg) -> None:
+        ordinal, self._count = self._count, self._count + 1
+        raw = bytes(raw)
+        if raw == self._previous:
+            self.duplicates += 1
+            return
+        self._previous = raw
+        self.hdr.append(_header_time(raw))
+        self.logs.append(log_s)
+        self.ordinals.append(ordinal)
+        if msg is not None:
+            self.msgs.append(msg)
 
 
 def _nearest(times: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -308,9 +390,9 @@ def stream_frames(contents: BagContents, times_abs: np.ndarray,
     picks, errors = {}, {}
     for cam, index in contents.cameras.items():
         chosen = _nearest(index.times, times_abs)
-        targets: dict[int, list[int]] = {}
+        targets: dict[int, list[int]] = {}   # message ordinal in the topic -> output indices
         for out_i, msg_i in enumerate(chosen):
-            targets.setdefault(int(msg_i), []).append(out_i)
+            targets.setdefault(int(index.ordinals[msg_i]), []).append(out_i)
         picks[index.topic] = (cam, targets)
         errors[cam] = float(np.max(np.abs(index.times[chosen] - times_abs))) if len(chosen) else 0.0
     counters = {topic: 0 for topic in picks}
@@ -366,12 +448,15 @@ class ConvertedEpisode:
     time_source: str
     time_source_reason: str = ""
     split: str = "train"
+    episode_start_s: float | None = None   # reset the episode starts from (None: none in the bag)
+    dropped: dict = field(default_factory=dict)  # messages left out, per reason and topic
 
 
-def convert_bag(path: Path, cfg: ConvertConfig, tiler: Callable | None = None
-                ) -> tuple[ConvertedEpisode, np.ndarray]:
+def convert_bag(path: Path, cfg: ConvertConfig, tiler: Callable | None = None,
+                log: Callable[[str], None] | None = None) -> tuple[ConvertedEpisode, np.ndarray]:
     """One bag -> (episode arrays, tiled frames (F,H,W,3) uint8)."""
     contents = read_bag(path, cfg)
+    warn_receive_times(path, contents, cfg, log or _log)
     timeline = make_timeline(contents, cfg)
     state = resample(contents.state, timeline.t0, timeline.steps)
     action = resample(contents.action, timeline.t0, timeline.steps)
@@ -384,8 +469,18 @@ def convert_bag(path: Path, cfg: ConvertConfig, tiler: Callable | None = None
         name=Path(path).name, source=str(path), robot=contents.robot, task=contents.task,
         timestamps=timeline.steps, state=state, action=action, frame_steps=timeline.frame_steps,
         frame_times=timeline.frame_times, sync_error_s=errors,
-        time_source=contents.time_source, time_source_reason=contents.time_source_reason)
+        time_source=contents.time_source, time_source_reason=contents.time_source_reason,
+        episode_start_s=contents.episode_start_s, dropped=contents.dropped)
     return episode, frames
+
+
+def warn_receive_times(bag, contents: BagContents, cfg: ConvertConfig,
+                       log: Callable[[str], None]) -> None:
+    """Say so when auto mode had to fall back to receive times (states and images may be skewed
+    by the recorder's delays)."""
+    if cfg.time_source == "auto" and contents.time_source == "log":
+        log(f"warning: {bag}: header stamps not usable ({contents.time_source_reason}); using "
+            "receive times, which carry the recorder's delays")
 
 
 def assign_splits(names: list[str], val_fraction: float, seed: int) -> dict[str, str]:
@@ -515,7 +610,7 @@ def convert(bags: list[Path], out: Path, cfg: ConvertConfig | None = None, progr
     tiler = resolve_tiler()
     episodes, failures, taken = [], [], set()
     for bag in tqdm(bags, desc="convert", unit="bag", disable=not progress, file=sys.stderr):
-        result = read_or_skip(bag, lambda: convert_bag(bag, cfg, tiler), failures, log)
+        result = read_or_skip(bag, lambda: convert_bag(bag, cfg, tiler, log), failures, log)
         if result is None:
             continue
         episode, frames = result

@@ -13,6 +13,9 @@ Layout written (templates as in LeRobot v3):
     videos/observation.images.cam_<camera>/chunk-XXX/file-YYY.mp4   one file per episode (MPEG-4
                                                     part 2, 30 fps, nearest recorded image per step)
 
+Times, the choice between header stamps and receive times, and the cut at a simulator reset are
+those of convert.read_bag, so both formats hold the same steps.
+
 Parquet needs pyarrow; without it the export refuses before writing anything (LeRobotUnavailable).
 Train episodes come first, so `splits` are contiguous episode ranges ("0:k", "k:n").
 """
@@ -30,7 +33,7 @@ from motus_ros import layout
 from motus_ros.data import episode as ep
 from motus_ros.data.convert import (ConvertConfig, ConvertError, ConvertReport, ConvertedEpisode,
                                     _log, assign_splits, make_timeline, read_bag, read_or_skip,
-                                    resample, stream_frames)
+                                    resample, stream_frames, warn_receive_times)
 
 CODEBASE_VERSION = "v3.0"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
@@ -171,6 +174,7 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
     for bag in tqdm(bags, desc="read", unit="bag", disable=not progress, file=sys.stderr):
         def read(bag=bag):
             contents = read_bag(bag, cfg)
+            warn_receive_times(bag, contents, cfg, log)
             return contents, make_timeline(contents, cfg)
 
         result = read_or_skip(bag, read, failures, log)
@@ -236,7 +240,7 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
             timestamps=timeline.steps, state=state, action=action,
             frame_steps=np.arange(n), frame_times=timeline.steps, sync_error_s={},
             time_source=contents.time_source, time_source_reason=contents.time_source_reason,
-            split=split))
+            split=split, episode_start_s=contents.episode_start_s, dropped=contents.dropped))
 
     if episodes:
         data = {k: np.concatenate(v) for k, v in rows.items()}

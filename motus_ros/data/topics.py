@@ -56,6 +56,8 @@ def default_topic_specs() -> list[str]:
         f"{layout.TOPICS['mode']}:motus_msgs/msg/InferenceMode",
         f"{layout.TOPICS['instruction']}:std_msgs/msg/String",
         layout.TOPICS["task_success"],
+        # The sim's reset marker: the converter drops everything recorded before it.
+        f"{layout.TOPICS['episode_start']}:std_msgs/msg/Header",
     ]
     return specs
 

@@ -10,6 +10,17 @@ read() or write() of the driver. If rendering cannot keep up, the physics thread
 previous frame before capturing the next one: simulated time slows down, the camera rate in
 simulated time holds.
 
+Time stamps are the simulated time of the physics state they describe, kept in integer
+nanoseconds (no drift, /clock and stamps compare exactly):
+  - read() returns the state of the last control step with stamp = the simulated time of that
+    state (the driver stamps /puppet/joint_states with it); /clock is published under the state
+    lock, so a node never holds a state newer than the clock it has been sent;
+  - camera images carry the simulated time of the state they show (the instant the scene was
+    captured), not the later instant the rasterization finished;
+  - a reset takes one control period of simulated time: the new episode's first state is stamped
+    one step after the old episode's last one, so stamps never repeat or go back, and
+    /sim/episode_start says exactly when the new episode began.
+
 attach(node) adds to the driver node (all names absolute):
   /clock                                   rosgraph_msgs/Clock, every control step
   /camera_{high,left_wrist,right_wrist}/color/image_raw, .../camera_info
@@ -22,6 +33,10 @@ attach(node) adds to the driver node (all names absolute):
                                            task's order (transfer_cube: [box]; insertion: [peg, socket])
   /sim/episode                             std_msgs/UInt32, transient local: episode number, sent at
                                            every reset (before that episode's first object poses)
+  /sim/episode_start                       std_msgs/Header, transient local: stamp = simulated time
+                                           of the episode's first state (sent with /sim/episode);
+                                           recorded, it lets the converter drop what a bag holds
+                                           from before the reset
   /sim/reset                               std_srvs/Trigger: new episode (next seed of the sequence)
 Status topics go out at the camera rate (10 Hz of simulated time if cameras are off).
 
@@ -71,8 +86,20 @@ SIM_TOPICS = {
     "reward": "/sim/reward",
     "object_poses": "/sim/object_poses",
     "episode": "/sim/episode",
+    "episode_start": "/sim/episode_start",
     "reset": "/sim/reset",
 }
+
+
+CONTROL_DT_NS = round(simworld.CONTROL_DT * 1e9)   # one control step of simulated time (ns)
+
+
+def _stamp_seconds(ns: int) -> float:
+    """ns -> float seconds that convert back to exactly ns whether the reader truncates
+    (rclpy.time.Time(seconds=...)) or rounds: a quarter nanosecond in, so float error (under
+    0.02 ns for the first 10^5 s) cannot fall below ns or reach ns + 0.5. Header stamps then
+    equal the /clock values exactly."""
+    return (ns + 0.25) * 1e-9
 
 
 def _time_msg(ns: int):
@@ -122,14 +149,15 @@ class SimArmBackend(ArmBackend):
         self._estopped = False
         self.ignored_writes = 0
         self.episode = 0
-        self._clock_offset = 0.0               # simulated time of earlier episodes (s)
-        self._sim_time = 0.0                   # monotonic simulated time (s), published on /clock
+        self._clock_offset_ns = 0              # simulated time at the current episode's start (ns)
+        self._sim_time_ns = 0                  # simulated time of self._state (ns), on /clock
+        self._clock_published_ns = -1          # last time sent on /clock (ns)
         # camera pipeline
         self._frame_period_steps = (int(round(1.0 / (self.camera_rate_hz * simworld.CONTROL_DT)))
                                     if self.camera_rate_hz > 0 else 0)
         self._render_idle = threading.Event()
         self._render_request = threading.Event()
-        self._render_stamp = 0.0
+        self._render_stamp_ns = 0              # simulated time of the captured scene (ns)
         self.frames = 0
         self.render_ms = 0.0
         self.achieved_rtf = 0.0
@@ -175,13 +203,14 @@ class SimArmBackend(ArmBackend):
         self._start_thread(self._physics_loop, "sim_physics")
 
     def read(self) -> ArmState:
+        """The state of the last control step, stamped with its simulated time (s)."""
         if self.world is None:
             raise RuntimeError("sim backend: read() before connect()")
         with self._lock:
             s = self._state
             return ArmState(positions=s.positions.copy(), velocities=s.velocities.copy(),
                             enabled=self._enabled and not self._estopped, faults=list(s.faults),
-                            stamp=self._sim_time)
+                            stamp=s.stamp)
 
     def write(self, positions: np.ndarray) -> None:
         targets = simworld.validate_targets(positions, "positions")
@@ -225,7 +254,7 @@ class SimArmBackend(ArmBackend):
             return [BackendDiagnostic(2, "sim", "not connected")]
         with self._lock:
             values = {"task": self.task, "episode": self.episode, "seed": self.world.seed,
-                      "sim_time_s": round(self._sim_time, 3),
+                      "sim_time_s": round(self.sim_time, 3),
                       "episode_time_s": round(self.world.time, 3),
                       "reward": self.world.reward, "max_reward": self.world.max_reward,
                       "success": self.world.success, "frames": self.frames,
@@ -242,20 +271,33 @@ class SimArmBackend(ArmBackend):
     @property
     def sim_time(self) -> float:
         """Monotonic simulated time (s) since connect(), across episodes."""
-        return self._sim_time
+        return self._sim_time_ns * 1e-9
+
+    @property
+    def sim_time_ns(self) -> int:
+        """Monotonic simulated time (ns) since connect(): the stamp of the current state."""
+        return self._sim_time_ns
+
+    @property
+    def episode_start_ns(self) -> int:
+        """Simulated time (ns) of the current episode's first state (sent on /sim/episode_start)."""
+        return self._clock_offset_ns
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Start a new episode (objects placed from `seed`, else the sequence's next seed)."""
         if self.world is None:
             raise RuntimeError("sim backend: reset() before connect()")
         with self._lock:
-            self._clock_offset += self.world.time
+            # The reset takes one control period: the new episode's first state gets a stamp of
+            # its own, after every state (and camera frame) of the old episode.
+            self._clock_offset_ns = self._sim_time_ns + CONTROL_DT_NS
             poses = self.world.reset(seed)
             self._target = self.world.ctrl_targets()
             self.episode += 1
             self._snapshot_state()
-            stamp = self._sim_time
-        self._publish_episode(stamp)
+            self._publish_clock(self._sim_time_ns)
+            stamp_ns = self._sim_time_ns
+        self._publish_episode(stamp_ns)
         return poses
 
     # ---- threads ----------------------------------------------------------------------------
@@ -278,22 +320,26 @@ class SimArmBackend(ArmBackend):
         return run
 
     def _snapshot_state(self) -> None:
-        """Cache the world's joint state for read() (caller holds the lock)."""
-        self._state = ArmState(positions=self.world.qpos(), velocities=self.world.qvel())
-        self._sim_time = self._clock_offset + self.world.time
+        """Cache the world's joint state for read(), stamped with its simulated time (caller
+        holds the lock)."""
+        self._sim_time_ns = self._clock_offset_ns + round(self.world.time * 1e9)
+        self._state = ArmState(positions=self.world.qpos(), velocities=self.world.qvel(),
+                               stamp=_stamp_seconds(self._sim_time_ns))
 
     def _physics_loop(self) -> None:
         dt = simworld.CONTROL_DT
-        wall0, sim0 = time.monotonic(), self._sim_time
+        wall0, sim0 = time.monotonic(), self.sim_time
         rtf_wall, rtf_sim = wall0, sim0
         while not self._stop.is_set():
             with self._lock:
                 self.world.step(self._target)
                 self._snapshot_state()
-                now_sim = self._sim_time
+                # Under the lock: /clock reaches T before any reader can hold the state of T,
+                # and a concurrent reset cannot publish its later time first.
+                self._publish_clock(self._sim_time_ns)
+                now_sim = self.sim_time
                 self._step_count += 1
                 step = self._step_count
-            self._publish_clock(now_sim)
             if self._frame_period_steps and step % self._frame_period_steps == 0 and self._camera_pubs:
                 self._capture_frame()
             if step % self._status_period_steps == 0:
@@ -318,9 +364,9 @@ class SimArmBackend(ArmBackend):
                 return
         with self._lock:
             self.world.update_scenes(self.cameras)
-            stamp = self._sim_time
+            stamp_ns = self._sim_time_ns  # the instant the images show
         self._render_idle.clear()
-        self._render_stamp = stamp
+        self._render_stamp_ns = stamp_ns
         self._render_request.set()
 
     def _render_loop(self) -> None:
@@ -335,7 +381,7 @@ class SimArmBackend(ArmBackend):
             start = time.perf_counter()
             images = self.world.render_scenes(self.cameras)
             self.render_ms = (time.perf_counter() - start) * 1e3
-            self._publish_images(self._render_stamp, images)
+            self._publish_images(self._render_stamp_ns, images)
             self.frames += 1
             self._render_idle.set()
 
@@ -345,7 +391,7 @@ class SimArmBackend(ArmBackend):
         from geometry_msgs.msg import PoseArray
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
-        from std_msgs.msg import Bool, Float64, UInt32
+        from std_msgs.msg import Bool, Float64, Header, UInt32
         from std_srvs.srv import Trigger
 
         from motus_ros.cameras.calibration import resolve_intrinsics
@@ -360,9 +406,10 @@ class SimArmBackend(ArmBackend):
             "reward": node.create_publisher(Float64, SIM_TOPICS["reward"], 10),
             "object_poses": node.create_publisher(PoseArray, SIM_TOPICS["object_poses"], 10),
             "episode": node.create_publisher(UInt32, SIM_TOPICS["episode"], latched),
+            "episode_start": node.create_publisher(Header, SIM_TOPICS["episode_start"], latched),
         }
         self._msg_types = {"clock": Clock, "bool": Bool, "float": Float64, "poses": PoseArray,
-                           "uint": UInt32}
+                           "uint": UInt32, "header": Header}
         camera_pubs = {}
         if self._frame_period_steps:
             height, width = self.image_size
@@ -372,8 +419,10 @@ class SimArmBackend(ArmBackend):
         node.create_service(Trigger, SIM_TOPICS["reset"], self._srv_reset)
         self._pubs = pubs
         self._camera_pubs = camera_pubs
-        self._publish_episode(self._sim_time)
-        self._publish_status()
+        with self._lock:
+            self._publish_clock(self._sim_time_ns)
+            start_ns = self._clock_offset_ns
+        self._publish_episode(start_ns)
 
     def _srv_reset(self, request, response):
         try:
@@ -396,13 +445,17 @@ class SimArmBackend(ArmBackend):
             if not self._stop.is_set():
                 self.errors.append(f"publish {key}: {exc}")
 
-    def _publish_clock(self, sim_time: float) -> None:
-        if self._pubs:
-            self._publish("clock", self._msg_types["clock"](clock=_time_msg(round(sim_time * 1e9))))
+    def _publish_clock(self, sim_time_ns: int) -> None:
+        """/clock, each time once and increasing (caller holds the state lock)."""
+        if self._pubs and sim_time_ns > self._clock_published_ns:
+            self._clock_published_ns = sim_time_ns
+            self._publish("clock", self._msg_types["clock"](clock=_time_msg(sim_time_ns)))
 
-    def _publish_episode(self, stamp: float) -> None:
+    def _publish_episode(self, start_ns: int) -> None:
+        """/sim/episode_start (stamp: the episode's first state), /sim/episode, then status."""
         if not self._pubs:
             return
+        self._publish("episode_start", self._msg_types["header"](stamp=_time_msg(start_ns)))
         self._publish("episode", self._msg_types["uint"](data=self.episode))
         self._publish_status()
 
@@ -413,7 +466,7 @@ class SimArmBackend(ArmBackend):
         with self._lock:
             reward, success = self.world.reward, self.world.success
             poses = self.world.object_poses()
-            stamp = _time_msg(round(self._sim_time * 1e9))
+            stamp = _time_msg(self._sim_time_ns)
         self._publish("reward", self._msg_types["float"](data=float(reward)))
         self._publish("task_success", self._msg_types["bool"](data=bool(success)))
         msg = self._msg_types["poses"]()
@@ -427,8 +480,8 @@ class SimArmBackend(ArmBackend):
             msg.poses.append(p)
         self._publish("object_poses", msg)
 
-    def _publish_images(self, stamp_s: float, images: dict) -> None:
-        stamp = _time_msg(round(stamp_s * 1e9))
+    def _publish_images(self, stamp_ns: int, images: dict) -> None:
+        stamp = _time_msg(stamp_ns)
         for camera, image in images.items():
             pub = self._camera_pubs.get(camera)
             if pub is None:

@@ -341,7 +341,8 @@ class ArmDriverNode(Node):
             if state is not None and not self.feedback_lost:
                 self.last_state = state
                 if state.stamp is not None:
-                    now_msg = Time(seconds=state.stamp).to_msg()  # the backend's clock (sim time)
+                    # The backend's clock (sim time), rounded to the nanosecond it published.
+                    now_msg = Time(nanoseconds=round(state.stamp * 1e9)).to_msg()
                 self._publish_fresh_state(state, now_msg)
             if self.leader_pub is not None:
                 leader = self.backend.read_leader()

@@ -202,9 +202,21 @@ class SimWorld:
         return self.object_poses()
 
     def step(self, targets) -> int:
-        """Apply (14,) joint targets and advance one control step (0.02 s); returns the reward."""
+        """Apply (14,) joint targets and advance one control step (0.02 s); returns the reward.
+
+        As dm_control's Physics.step (which gym-aloha uses): the state's position and velocity
+        dependent fields (body poses, contacts) are brought up to date with the new qpos, so a
+        camera captured now and the reward show the state at `time`, not one substep before
+        (a bare mj_step leaves them 2 ms behind). The trajectory is that of mj_step.
+        """
         self.data.ctrl[:] = targets_to_ctrl(validate_targets(targets))
-        mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        if self.model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4:
+            mujoco.mj_step2(self.model, self.data)   # mj_step1 ran for this state (reset/last step)
+            if self.substeps > 1:
+                mujoco.mj_step(self.model, self.data, nstep=self.substeps - 1)
+        else:
+            mujoco.mj_step(self.model, self.data, nstep=self.substeps)
+        mujoco.mj_step1(self.model, self.data)
         self.steps += 1
         self.reward = int(self._reward_task.get_reward(self._physics))
         self.max_reward = max(self.max_reward, self.reward)

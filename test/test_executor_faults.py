@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Bool, UInt32
+from std_msgs.msg import UInt32
 from std_srvs.srv import Trigger
 
 from motus_msgs.msg import ActionChunk, ChunkExecutionStats, InferenceMode

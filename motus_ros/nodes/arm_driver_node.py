@@ -20,7 +20,6 @@ Stops, from mildest:
 from __future__ import annotations
 
 import threading
-import time
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
@@ -486,8 +485,8 @@ class ArmDriverNode(Node):
 
     def _srv_release_estop(self, request, response):
         def action():
-            if not self.estopped:
-                raise RuntimeError("no emergency stop to release")
+            # Also without a driver e-stop: an arm may report a hardware stop of its own (a stop
+            # button, or stopped before the driver started); the backend releases only those.
             self.get_logger().warning(
                 "releasing the emergency stop on operator request: the backend's release may cut "
                 "motor power (Piper: the arms fall); motors stay off until /arm/enable")

@@ -123,6 +123,7 @@ class ChunkExecutorNode(Node):
         self.reset(f"requested on {SERVICES['executor_reset']}")
         response.success, response.message = True, "plan dropped; waiting for the next chunk"
         return response
+
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 

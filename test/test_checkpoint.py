@@ -8,7 +8,7 @@ import torch
 
 from motus_ros.cli import main as cli_main
 from motus_ros.motus import checkpoint as ck
-from motus_ros.motus.config import preset
+from motus_ros.motus.config import OFFICIAL_CONVENTIONS, PROJECT_CONVENTIONS, preset
 from motus_ros.motus.model import build_model
 
 torch.set_num_threads(2)
@@ -18,6 +18,15 @@ torch.set_num_threads(2)
 def model():
     m = build_model(preset("tiny"), seed=3)
     with torch.no_grad():  # make the zero-initialised action head non-trivial so outputs depend on weights
+        m.action.decoder.action_head[0].weight.normal_(0, 0.1)
+    return m
+
+
+@pytest.fixture(scope="module")
+def official_model():
+    """A tiny model with the official conventions: what an official-layout file means."""
+    m = build_model(preset("tiny").replace(conventions=OFFICIAL_CONVENTIONS), seed=4)
+    with torch.no_grad():
         m.action.decoder.action_head[0].weight.normal_(0, 0.1)
     return m
 
@@ -54,7 +63,8 @@ def test_own_format_save_load_identical_outputs(model, probe, tmp_path):
     assert_same_outputs(model, loaded, probe)
 
 
-def test_official_layout_with_aliases_loads_to_same_outputs(model, probe, tmp_path):
+def test_official_layout_with_aliases_loads_to_same_outputs(official_model, probe, tmp_path):
+    model = official_model
     official = ck.ours_to_official(model.state_dict())
     assert "video_module.video_model.wan_model.blocks.0.self_attn.q.weight" in official
     assert "action_module.action_expert.blocks.1.wan_action_qkv" in official
@@ -73,13 +83,45 @@ def test_official_layout_with_aliases_loads_to_same_outputs(model, probe, tmp_pa
     assert_same_outputs(model, loaded, probe)
 
 
-def test_inferred_config_from_shapes(model):
+@pytest.mark.parametrize("which", ["official_model", "model"])
+def test_inferred_config_from_shapes(which, request):
+    """The official position table has chunk + 2 + registers rows (the spare row): the inferred chunk
+    is the real one; a project model written in the official layout gets the spare row added."""
+    model = request.getfixturevalue(which)
     report = ck.LoadReport("official")
-    state = ck.official_to_ours(ck.ours_to_official(model.state_dict()), report)
+    official = ck.ours_to_official(model.state_dict(), config=model.config)
+    rows = official["action_expert.input_encoder.pos_embedding"].shape[1]
+    assert rows == model.config.chunk_size + 2 + model.config.num_registers
+    state = ck.official_to_ours(official, report)
     cfg = ck.infer_config(state, base=preset("tiny"))
     for field in ("num_layers", "num_heads", "head_dim", "action_hidden", "und_hidden", "chunk_size",
                   "num_registers", "video_ffn_dim", "text_dim", "vlm_hidden", "latent_channels"):
         assert getattr(cfg, field) == getattr(model.config, field), field
+    assert cfg.conventions == OFFICIAL_CONVENTIONS
+
+
+def test_conventions_recorded_and_old_configs_read_as_project(model, official_model, tmp_path):
+    ck.save_checkpoint(official_model, tmp_path / "off")
+    assert json.loads((tmp_path / "off" / "config.json").read_text())["config"]["conventions"] == \
+        OFFICIAL_CONVENTIONS.to_dict()
+    assert ck.read_own_config(tmp_path / "off").conventions == OFFICIAL_CONVENTIONS
+    # A config.json written before the field existed (top-level timestep_sampling, no conventions).
+    ck.save_checkpoint(model, tmp_path / "old")
+    data = json.loads((tmp_path / "old" / "config.json").read_text())
+    del data["config"]["conventions"]
+    data["config"]["timestep_sampling"] = "logit_normal"
+    (tmp_path / "old" / "config.json").write_text(json.dumps(data))
+    assert ck.read_own_config(tmp_path / "old").conventions == PROJECT_CONVENTIONS
+
+
+def test_shipped_sim_weights_keep_the_project_conventions():
+    from motus_ros.paths import models_dir
+
+    folder = models_dir() / "sim_transfer_cube"
+    if not (folder / "config.json").is_file():
+        pytest.skip("no shipped sim weights in this checkout")
+    # Written before conventions existed (no field = the project's), or later with the project's.
+    assert ck.read_own_config(folder).conventions == PROJECT_CONVENTIONS
 
 
 def test_corrupt_files_fail_clearly(tmp_path):
@@ -136,7 +178,8 @@ def test_alias_conflict_is_an_error(model, tmp_path):
         ck.load_checkpoint(tmp_path / "c.pt", config=preset("tiny"))
 
 
-def test_cli_inspect_convert_and_errors(model, probe, tmp_path, capsys):
+def test_cli_inspect_convert_and_errors(official_model, probe, tmp_path, capsys):
+    model = official_model
     write_official(model.state_dict(), tmp_path / ck.OFFICIAL_FILE)
     assert cli_main(["checkpoint", "inspect", str(tmp_path), "--preset", "tiny"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation windows for the sampled-action MSE (0 = all; default 64)")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (0 = epoch ends)")
     p.add_argument("--encode-batch", type=int, default=4, help="windows per batch of the encoding pass (default 4)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="training numerics: auto = bf16 autocast on CUDA (as the official code), float32 on CPU")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                    help="override a MotusConfig field of the preset, e.g. --set num_layers=4 (repeatable)")
     p.add_argument("--state-noise", type=float, default=0.0,
@@ -61,10 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    from motus_ros.motus.config import MotusConfig
+    """--set FIELD=JSON items -> overrides. FIELD is a MotusConfig field, `conventions.NAME` (one
+    convention, e.g. conventions.timestep_sampling=flow_shift) or the legacy `timestep_sampling`."""
+    from motus_ros.motus.config import Conventions, MotusConfig
     import dataclasses
 
-    known = {f.name for f in dataclasses.fields(MotusConfig)}
+    known = {f.name for f in dataclasses.fields(MotusConfig)} | {"timestep_sampling"}
+    known |= {f"conventions.{f.name}" for f in dataclasses.fields(Conventions)}
     out = {}
     for item in items:
         if "=" not in item:
@@ -96,7 +101,7 @@ def main(argv: list[str]) -> int:
                       max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
                       overrides=parse_overrides(a.set), progress=not a.no_progress,
-                      state_noise=a.state_noise, state_dropout=a.state_dropout)
+                      state_noise=a.state_noise, state_dropout=a.state_dropout, precision=a.precision)
     if a.threads > 0:
         import torch
 

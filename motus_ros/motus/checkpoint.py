@@ -8,6 +8,14 @@ tensors appear under alias prefixes (`video_module.video_model.*` = `video_model
 `und_module.und_expert.*` = `und_expert.*`, `action_module.action_expert.*` = `action_expert.*`,
 ...). Their video transformer uses the original Wan key names (`blocks.N.self_attn.q`), which are
 mapped here to diffusers' (`blocks.N.attn1.to_q`). Loading uses torch.load(weights_only=True).
+
+An official checkpoint runs with the official conventions (config.OFFICIAL_CONVENTIONS: the
+condition frame shares the video timestep, text zero-padded to text_len, FlowMatchScheduler(shift 5)
+training timesteps, video loss over all frames, a spare row in the action position table). Beside
+the .pt file, an official folder may hold `wan_config.json` (the video expert's Wan config: its
+text_len becomes text_max_len) and `vlm_config.json` (the Qwen3-VL config: the VLM is built from
+it); both are checked against the tensor shapes. Our own format records its conventions in
+config.json; a config.json without them (older checkpoints) has the project's.
 """
 from __future__ import annotations
 
@@ -19,12 +27,15 @@ from typing import Any
 
 import torch
 
-from .config import MotusConfig, preset
+from .config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, TIME_FREQ_DIM, MotusConfig,
+                     preset, vlm_config_with_rope_theta)
 
 FORMAT = "motus_ros/1"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 OFFICIAL_FILE = "mp_rank_00_model_states.pt"
+WAN_CONFIG_FILE = "wan_config.json"      # beside an official checkpoint: the video expert's Wan config
+VLM_CONFIG_FILE = "vlm_config.json"      # beside an official checkpoint: the Qwen3-VL config
 
 # Official top-level prefix -> ours. Aliases are the same tensors registered a second time.
 OFFICIAL_PREFIXES = {"video_model.wan_model.": "video.wan.", "action_expert.": "action.", "und_expert.": "und.",
@@ -255,9 +266,18 @@ def official_to_ours(state: dict[str, torch.Tensor], report: LoadReport) -> dict
     return out
 
 
-def ours_to_official(state: dict[str, torch.Tensor], with_aliases: bool = True) -> dict[str, torch.Tensor]:
+def ours_to_official(state: dict[str, torch.Tensor], with_aliases: bool = True,
+                     config: MotusConfig | None = None) -> dict[str, torch.Tensor]:
     """Our state dict -> the official layout (for tests and interoperability); encoders other than
-    the VLM are dropped (the official file does not hold them)."""
+    the VLM are dropped (the official file does not hold them). With `config` whose action position
+    table has no spare row (project conventions), the official spare row is appended."""
+    from .experts import sincos_positions
+
+    state = dict(state)
+    pos_key = "action.input_encoder.pos_embedding"
+    if config is not None and config.conventions.action_positions == "exact" and pos_key in state:
+        rows = state[pos_key].shape[1] + 1
+        state[pos_key] = sincos_positions(rows, state[pos_key].shape[2]).unsqueeze(0).to(state[pos_key].dtype)
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith("video.wan."):
@@ -282,7 +302,14 @@ def ours_to_official(state: dict[str, torch.Tensor], with_aliases: bool = True) 
 
 
 def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None) -> MotusConfig:
-    """Sizes of the experts read from tensor shapes (our key names); encoders follow `base`."""
+    """Sizes of the experts of an official checkpoint read from tensor shapes (our key names);
+    encoders follow `base`; the conventions are the official ones.
+
+    Chunk size: the official action expert is built with ActionExpertConfig.chunk_size = chunk + 1
+    (the state token counted), and its StateActionEncoder allocates chunk_size + 1 + registers
+    position rows, so the table has chunk + 2 + registers rows; the tokens [state | chunk actions |
+    registers] take rows 0 .. chunk + registers and the last row is never read.
+    """
     base = base or preset("paper")
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
@@ -298,6 +325,11 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
     vdim, lat_c, pt, ph, pw = shape("video.wan.patch_embedding.weight")
     regs = shape("action.registers")[1] if "action.registers" in state else 0
     pos_len = shape("action.input_encoder.pos_embedding")[1]
+    conventions = OFFICIAL_CONVENTIONS
+    chunk = pos_len - 1 - regs - conventions.spare_position_rows
+    if chunk < 1:
+        raise CheckpointError(f"cannot infer the chunk size: the action position table has {pos_len} rows, "
+                              f"expected chunk + 2 + registers ({regs}) with chunk >= 1")
     return base.replace(
         name=f"{base.name}-inferred", num_layers=layers, num_heads=heads, head_dim=head_dim,
         latent_channels=lat_c, patch_size=(pt, ph, pw),
@@ -306,10 +338,63 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
         action_hidden=a_dim, action_ffn_dim=shape("action.blocks.0.ffn.0.weight")[0],
         state_dim=shape("action.input_encoder.state_encoder.0.weight")[1],
         action_dim=shape("action.input_encoder.action_encoder.0.weight")[1],
-        num_registers=regs, chunk_size=pos_len - 1 - regs,
+        num_registers=regs, chunk_size=chunk,
         und_hidden=u_dim, und_ffn_dim=shape("und.blocks.0.ffn.0.weight")[0],
         vlm_hidden=shape("und.vlm_adapter.0.weight")[1],
+        conventions=conventions, uniform_shift=OFFICIAL_TRAIN_SHIFT, sampler_shift=1.0,
     ) if vdim == heads * head_dim else _bad_width(vdim, heads, head_dim)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def official_folder(path: str | Path) -> Path:
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def apply_official_configs(cfg: MotusConfig, folder: Path, wan_config: str | Path | None = None,
+                           vlm_config: str | Path | None = None) -> MotusConfig:
+    """Fold the configs that travel with an official checkpoint into an inferred config.
+
+    wan_config (default: wan_config.json in `folder` if present): its sizes must agree with the
+    tensors; text_len -> text_max_len (the official text padding), eps -> video_eps.
+    vlm_config (default: vlm_config.json in `folder` if present): becomes the VLM's config, with the
+    rope theta made explicit (config.vlm_config_with_rope_theta); its width must be the adapter's.
+    """
+    wan_path = Path(wan_config) if wan_config else folder / WAN_CONFIG_FILE
+    if wan_config or wan_path.is_file():
+        wan = _read_json(wan_path)
+        expect = {"dim": cfg.attn_dim, "num_heads": cfg.num_heads, "num_layers": cfg.num_layers,
+                  "ffn_dim": cfg.video_ffn_dim, "in_dim": cfg.latent_channels, "out_dim": cfg.latent_channels,
+                  "text_dim": cfg.text_dim, "freq_dim": TIME_FREQ_DIM, "patch_size": list(cfg.patch_size)}
+        for key, want in expect.items():
+            if key in wan and (list(wan[key]) if isinstance(wan[key], (list, tuple)) else wan[key]) != want:
+                raise CheckpointError(f"{wan_path}: {key}={wan[key]} does not match the checkpoint's tensors ({want})")
+        changes: dict[str, Any] = {}
+        if "text_len" in wan:
+            changes["text_max_len"] = int(wan["text_len"])
+        if "eps" in wan:
+            changes["video_eps"] = float(wan["eps"])
+        cfg = cfg.replace(**changes)
+    vlm_path = Path(vlm_config) if vlm_config else folder / VLM_CONFIG_FILE
+    if vlm_config or vlm_path.is_file():
+        vlm = {k: v for k, v in _read_json(vlm_path).items() if k not in ("model_type", "architectures",
+                                                                            "transformers_version", "torch_dtype",
+                                                                            "dtype")}
+        width = (vlm.get("text_config") or {}).get("hidden_size")
+        if width != cfg.vlm_hidden:
+            raise CheckpointError(f"{vlm_path}: text_config.hidden_size={width} does not match the "
+                                  f"understanding adapter's input width ({cfg.vlm_hidden})")
+        cfg = cfg.replace(vlm_config=vlm_config_with_rope_theta(vlm))
+    return cfg
 
 
 def _bad_width(vdim, heads, head_dim):
@@ -349,13 +434,21 @@ def check_against(model, state: dict[str, torch.Tensor], report: LoadReport,
             report.not_loaded_groups.append(prefix.rstrip("."))
 
 
+def _official_config(path, state: dict[str, torch.Tensor], config: MotusConfig | None,
+                     wan_config: str | Path | None, vlm_config: str | Path | None) -> MotusConfig:
+    return apply_official_configs(infer_config(state, base=config), official_folder(path), wan_config, vlm_config)
+
+
 def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device: str = "cpu",
-                    strict: bool = True):
+                    strict: bool = True, wan_config: str | Path | None = None,
+                    vlm_config: str | Path | None = None):
     """Load either format into a new Motus. Returns (model, LoadReport).
 
     Own format: config from config.json. Official format: expert sizes inferred from shapes, the
-    frozen encoders (VAE, text encoder, and the VLM if absent) follow `config` (default: paper preset),
-    since the official file does not carry them. strict: any missing/unexpected/mismatched key raises.
+    official conventions, wan_config.json / vlm_config.json beside the file (or the paths given)
+    folded in (apply_official_configs); the frozen encoders the file does not carry (VAE, text
+    encoder, and the VLM without a VLM config) follow `config` (default: paper preset).
+    strict: any missing/unexpected/mismatched key raises.
     """
     from .model import build_model
 
@@ -367,7 +460,7 @@ def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device:
         optional: tuple[str, ...] = ()
     else:
         state = official_to_ours(read_official(path), report)
-        cfg = infer_config(state, base=config)
+        cfg = _official_config(path, state, config, wan_config, vlm_config)
         optional = ("vae.", "text_encoder.", "vlm.")
     model = build_model(cfg, device="cpu")
     check_against(model, state, report, optional_prefixes=optional)
@@ -379,16 +472,21 @@ def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device:
     return model.to(device).eval(), report
 
 
-def convert_official(path: str | Path, out_dir: str | Path, config: MotusConfig | None = None) -> LoadReport:
-    """Official checkpoint -> our format (strict: refuses checkpoints that do not fit)."""
-    model, report = load_checkpoint(path, config=config, strict=True)
+def convert_official(path: str | Path, out_dir: str | Path, config: MotusConfig | None = None,
+                     wan_config: str | Path | None = None, vlm_config: str | Path | None = None) -> LoadReport:
+    """Official checkpoint -> our format (strict: refuses checkpoints that do not fit). The written
+    config.json records the official conventions."""
+    model, report = load_checkpoint(path, config=config, strict=True, wan_config=wan_config, vlm_config=vlm_config)
     save_checkpoint(model, out_dir)
     return report
 
 
-def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None) -> dict[str, Any]:
+def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None, wan_config: str | Path | None = None,
+                       vlm_config: str | Path | None = None) -> dict[str, Any]:
     """Describe a checkpoint without loading weights into a model: format, counts, inferred sizes,
-    and the key report against a model built on the meta device."""
+    chunk size, conventions, tokenizer status, and the key report against a model built on the
+    meta device."""
+    from .encoders import tokenizer_status
     from .model import build_model
 
     fmt = detect_format(path)
@@ -402,7 +500,7 @@ def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None) -> d
         raw = read_official(path)
         raw_count = len(raw)
         state = official_to_ours(raw, report)
-        cfg = infer_config(state, base=config)
+        cfg = _official_config(path, state, config, wan_config, vlm_config)
         optional = ("vae.", "text_encoder.", "vlm.")
     meta = build_model(cfg, device="meta", build_encoders=any(k.startswith(("vae.", "vlm.", "text_encoder.")) for k in state))
     check_against(meta, state, report, optional_prefixes=optional)
@@ -412,6 +510,8 @@ def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None) -> d
         groups[group] = groups.get(group, 0) + value.numel()
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
     return {"path": str(path), "format": fmt, "tensors_in_file": raw_count, "tensors_mapped": len(state),
+            "chunk_size": cfg.chunk_size, "conventions": cfg.conventions.describe(),
+            "tokenizer": tokenizer_status(cfg),
             "parameters_by_part": groups, "dtypes": dtypes,
             "config": {k: v for k, v in cfg.to_dict().items() if not k.endswith("_config")},
             "report": report.to_dict()}

@@ -2,6 +2,8 @@
 
 One dataclass describes the three experts (video, action, understanding), the frozen encoders
 (frames <-> latents autoencoder, vision-language model, text encoder) and the flow schedule.
+`Conventions` records the choices where the official release (thu-ml/Motus) and this project's
+own presets differ, so that a checkpoint always runs and trains with the ones it was made with.
 """
 from __future__ import annotations
 
@@ -19,6 +21,85 @@ PAPER_VIDEO_WIDTH = 320
 PAPER_INFERENCE_STEPS = 10
 NUM_TRAIN_TIMESTEPS = 1000       # Wan convention: the timestep embedding sees t * 1000
 TIME_FREQ_DIM = 256              # sinusoidal timestep features (Wan and the action expert)
+OFFICIAL_TRAIN_SHIFT = 5.0       # official training: FlowMatchScheduler(shift=5), 1000 discrete sigmas
+QWEN3_VL_ROPE_THETA = 5_000_000.0  # Qwen3-VL text rope theta (its config.json; transformers 4.x default)
+
+CONDITION_TIMESTEPS = ("zero", "shared")
+TEXT_CONTEXTS = ("longest", "fixed")
+TIMESTEP_SAMPLINGS = ("logit_normal", "shifted_uniform", "flow_shift")
+VIDEO_LOSSES = ("future_frames", "all_frames")
+ACTION_POSITIONS = ("exact", "spare_row")
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """Where the official Motus and this project's presets compute or train differently.
+
+    condition_timestep  "zero": the condition frame's video tokens get t = 0 (Wan 2.2 TI2V; project
+                        presets). "shared": every video token gets the video t, condition frame
+                        included (official Motus).
+    text_context        "longest": umT5 states zero-padded to the longest instruction of the batch
+                        (project). "fixed": zero-padded (or cut) to text_max_len before the text
+                        projection, all positions attended, no mask (official: Wan text_len).
+    timestep_sampling   training t of video and action, drawn independently. "logit_normal":
+                        sigmoid(logit_mean + logit_std N(0,1)) (project). "shifted_uniform":
+                        continuous uniform, shifted by uniform_shift. "flow_shift": uniform over the
+                        1000 discrete sigmas of FlowMatchScheduler(shift=uniform_shift), i.e.
+                        shift(1 - k/1000), k = 0..999 (official, shift 5).
+    video_loss          "future_frames": MSE over latent frames 1.. only (project). "all_frames":
+                        frame 0 zeroed in prediction and target, mean over all T frames (official).
+    action_positions    rows of the fixed sin-cos position table of the action expert. "exact":
+                        1 + chunk + registers. "spare_row": one more, never read (official: its
+                        ActionExpertConfig.chunk_size already counts the state token and the
+                        encoder adds 1 for it again).
+    A config without conventions (checkpoints older than this field) has the project's.
+    """
+
+    condition_timestep: str = "zero"
+    text_context: str = "longest"
+    timestep_sampling: str = "logit_normal"
+    video_loss: str = "future_frames"
+    action_positions: str = "exact"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("condition_timestep", CONDITION_TIMESTEPS), ("text_context", TEXT_CONTEXTS),
+                              ("timestep_sampling", TIMESTEP_SAMPLINGS), ("video_loss", VIDEO_LOSSES),
+                              ("action_positions", ACTION_POSITIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"conventions.{name}='{value}', expected one of: {', '.join(allowed)}")
+
+    @property
+    def spare_position_rows(self) -> int:
+        return 1 if self.action_positions == "spare_row" else 0
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: "dict[str, Any] | Conventions | None") -> "Conventions":
+        """Missing keys take the project's values; unknown keys are an error."""
+        if data is None:
+            return cls()
+        if isinstance(data, Conventions):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"conventions: expected a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"conventions: unknown fields {unknown}; known fields: {sorted(known)}")
+        return cls(**data)
+
+    def describe(self) -> str:
+        """One line naming the conventions, e.g. for `checkpoint inspect` and start-up logs."""
+        kind = {PROJECT_CONVENTIONS: "project", OFFICIAL_CONVENTIONS: "official"}.get(self, "custom")
+        return f"{kind} conventions: " + ", ".join(f"{k}={v}" for k, v in self.to_dict().items())
+
+
+PROJECT_CONVENTIONS = Conventions()
+OFFICIAL_CONVENTIONS = Conventions(condition_timestep="shared", text_context="fixed", timestep_sampling="flow_shift",
+                                   video_loss="all_frames", action_positions="spare_row")
 
 
 @dataclass
@@ -68,17 +149,24 @@ class MotusConfig:
     # Flow matching.
     num_inference_steps: int = PAPER_INFERENCE_STEPS
     sampler_shift: float = 1.0
-    timestep_sampling: str = "logit_normal"       # "logit_normal" | "shifted_uniform"
-    logit_mean: float = 0.0
+    logit_mean: float = 0.0                       # conventions.timestep_sampling "logit_normal"
     logit_std: float = 1.0                        # official robotwin.yaml: sigmoid_scale 1.0
-    uniform_shift: float = 1.0
+    uniform_shift: float = 1.0                    # "shifted_uniform" and "flow_shift" (official: 5)
     video_loss_weight: float = 1.0
     action_loss_weight: float = 1.0
+    # Official-vs-project choices (see Conventions); presets keep the project's.
+    conventions: Conventions = field(default_factory=Conventions)
 
     def __post_init__(self) -> None:
         self.patch_size = tuple(int(p) for p in self.patch_size)
         self.vlm_image_size = tuple(int(p) for p in self.vlm_image_size)
+        self.conventions = Conventions.from_dict(self.conventions)
         self.validate()
+
+    @property
+    def timestep_sampling(self) -> str:
+        """Training timestep distribution (kept as a name for older code; see Conventions)."""
+        return self.conventions.timestep_sampling
 
     # Derived sizes -------------------------------------------------------------------------
     @property
@@ -113,8 +201,7 @@ class MotusConfig:
         need(self.num_future_frames % self.vae_temporal == 0,
              f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
-        need(self.timestep_sampling in ("logit_normal", "shifted_uniform"),
-             f"timestep_sampling='{self.timestep_sampling}', expected 'logit_normal' or 'shifted_uniform'")
+        need(self.uniform_shift > 0, f"uniform_shift={self.uniform_shift}, expected > 0")
         need(self.vae_kind in ("wan", "patch"), f"vae_kind='{self.vae_kind}', expected 'wan' or 'patch'")
         need(self.vlm_image_size[0] % 32 == 0 and self.vlm_image_size[1] % 32 == 0,
              f"vlm_image_size={self.vlm_image_size}, expected multiples of 32 (patch 16 x merge 2)")
@@ -124,6 +211,7 @@ class MotusConfig:
         d = dataclasses.asdict(self)
         d["patch_size"] = list(self.patch_size)
         d["vlm_image_size"] = list(self.vlm_image_size)
+        d["conventions"] = self.conventions.to_dict()
         return d
 
     def to_json(self) -> str:
@@ -131,6 +219,9 @@ class MotusConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MotusConfig":
+        """A config from its dict. No 'conventions' (files older than the field) = the project's;
+        a top-level 'timestep_sampling' (the field's old place) sets conventions.timestep_sampling."""
+        data = _fold_legacy(dict(data))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -138,7 +229,38 @@ class MotusConfig:
         return cls(**data)
 
     def replace(self, **changes: Any) -> "MotusConfig":
+        """dataclasses.replace; also takes the legacy `timestep_sampling` and a partial `conventions` dict."""
+        changes = self._merge_conventions(changes)
         return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "MotusConfig":
+        """A copy with fields changed, e.g. from `train --set`; `conventions` may be a partial dict
+        (the other conventions are kept) and `conventions.NAME` keys change one convention."""
+        return MotusConfig.from_dict({**self.to_dict(), **self._merge_conventions(dict(overrides))})
+
+    def _merge_conventions(self, changes: dict[str, Any]) -> dict[str, Any]:
+        changes = dict(changes)
+        conv = changes.pop("conventions", None)
+        if isinstance(conv, Conventions):
+            conv = conv.to_dict()
+        merged = {**self.conventions.to_dict(), **(conv or {})}
+        if "timestep_sampling" in changes:
+            merged["timestep_sampling"] = changes.pop("timestep_sampling")
+        for key in [k for k in changes if k.startswith("conventions.")]:
+            merged[key.split(".", 1)[1]] = changes.pop(key)
+        if merged != self.conventions.to_dict() or conv is not None:
+            changes["conventions"] = Conventions.from_dict(merged)
+        return changes
+
+
+def _fold_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """Old top-level 'timestep_sampling' -> conventions.timestep_sampling (the top-level key wins)."""
+    if "timestep_sampling" in data:
+        conv = data.get("conventions")
+        conv = conv.to_dict() if isinstance(conv, Conventions) else dict(conv or {})
+        conv["timestep_sampling"] = data.pop("timestep_sampling")
+        data["conventions"] = conv
+    return data
 
 
 # Encoder configurations ------------------------------------------------------------------------
@@ -180,8 +302,9 @@ PAPER_VLM = {
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28,
         "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 262144,
         "tie_word_embeddings": True,
-        "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True},
-        "rope_theta": 5000000,
+        # rope_theta inside rope_scaling: transformers 5 ignores a top-level one next to rope_scaling.
+        "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True,
+                         "rope_theta": QWEN3_VL_ROPE_THETA},
     },
     "vision_config": {
         "depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16, "out_hidden_size": 2048,
@@ -197,6 +320,27 @@ PAPER_VAE = {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": 
              "temperal_downsample": [False, True, True], "attn_scales": [], "is_residual": True,
              "in_channels": 12, "out_channels": 12, "patch_size": 2, "scale_factor_spatial": 16,
              "scale_factor_temporal": 4}
+
+
+def vlm_config_with_rope_theta(vlm_config: dict[str, Any], default: float = QWEN3_VL_ROPE_THETA) -> dict[str, Any]:
+    """A Qwen3-VL config dict whose text rope theta is explicit and where transformers 5 reads it.
+
+    transformers 4.x read `text_config.rope_theta` (default 5e6); 5.x reads it from
+    `rope_scaling` / `rope_parameters` (default 5e5) and ignores a top-level value beside them. An
+    unset theta is made `default` (Qwen3-VL's own), so the same file means the same model in both.
+    """
+    import copy
+
+    out = copy.deepcopy(vlm_config)
+    text = out.setdefault("text_config", {})
+    top = text.pop("rope_theta", None)
+    key = "rope_parameters" if "rope_parameters" in text else "rope_scaling"
+    rope = dict(text.get(key) or {"rope_type": "default"})
+    if top is not None:
+        rope["rope_theta"] = float(top)
+    rope.setdefault("rope_theta", float(default))
+    text[key] = rope
+    return out
 
 
 def preset(name: str) -> MotusConfig:

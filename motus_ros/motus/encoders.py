@@ -162,12 +162,18 @@ class Qwen3VLEncoder(nn.Module):
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r, device=images.device)
             mask[i, : len(r)] = 1
+        return self.features(ids, mask, pixel_values, grid), mask.bool()
+
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor,
+                 image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """Last hidden layer [B,L,hidden] (float32) for processor outputs: input_ids [B,L] with the
+        image placeholder tokens, attention_mask [B,L], pixel_values [patches, C*tp*p*p], grid [B,3]."""
         dtype = next(self.model.parameters()).dtype
         out = self.model.model(
-            input_ids=ids, attention_mask=mask, pixel_values=pixel_values.to(dtype), image_grid_thw=grid,
-            mm_token_type_ids=(ids == self.image_token_id).int(), use_cache=False,
+            input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values.to(dtype),
+            image_grid_thw=image_grid_thw, mm_token_type_ids=(input_ids == self.image_token_id).int(), use_cache=False,
         )
-        return out.last_hidden_state.float(), mask.bool()
+        return out.last_hidden_state.float()
 
 
 # Text ---------------------------------------------------------------------------------------------
@@ -213,6 +219,11 @@ def build_encoders(cfg: MotusConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
         if got != want:
             raise ValueError(f"MotusConfig.{name}={want} but the encoder config gives width {got}")
     return vae, vlm, text
+
+
+def tokenizer_status(cfg: MotusConfig) -> str:
+    """One line saying which tokenizers the VLM and the text encoder of `cfg` use."""
+    return "byte tokenizer (no tokenizer files)"
 
 
 TokenizerFn = Callable[[str], list[int]]

@@ -65,7 +65,8 @@ class StateActionEncoder(nn.Module):
         super().__init__()
         self.state_encoder = mlp(cfg.state_dim, cfg.action_hidden, 3)
         self.action_encoder = mlp(cfg.action_dim, cfg.action_hidden, 3)
-        length = 1 + cfg.chunk_size + cfg.num_registers
+        # conventions.action_positions "spare_row" (official layout) adds one row that is never read.
+        length = 1 + cfg.chunk_size + cfg.num_registers + cfg.conventions.spare_position_rows
         # Saved in checkpoints (as in the official release): its length tells the chunk size.
         self.register_buffer("pos_embedding", sincos_positions(length, cfg.action_hidden).unsqueeze(0))
 
@@ -212,6 +213,7 @@ class LayerInputs:
     rope: tuple[torch.Tensor, torch.Tensor]
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
     und_key_mask: torch.Tensor | None            # [B, Lv+La+Lu] bool, False = padding, or None
+    trace: dict | None = None                    # when a dict: L{i}_after_attn / L{i}_out (video, action, und)
 
 
 def joint_layer(i: int, video: VideoExpert, action: ActionExpert, und: UndExpert,
@@ -257,6 +259,7 @@ def joint_layer(i: int, video: VideoExpert, action: ActionExpert, und: UndExpert
 
     # Video: output projection + gate, text cross-attention (cached K/V), gated FFN.
     xv = (xv.float() + a1.to_out[0](ov) * v_gate).type_as(xv)
+    xv_attn = xv
     a2 = vb.attn2
     qc = a2.norm_q(a2.to_q(vb.norm2(xv.float()).type_as(xv))).unflatten(2, (a2.heads, -1)).transpose(1, 2)
     ck, cv = inp.cross_kv[i]
@@ -266,9 +269,14 @@ def joint_layer(i: int, video: VideoExpert, action: ActionExpert, und: UndExpert
 
     # Action: own output projection, gated residual, gated FFN.
     xa = xa + ab.wan_action_o(oa.to(xa.dtype)) * a_gate
+    xa_attn = xa
     xa = xa + ab.ffn(layer_norm(xa, ab.eps) * (1 + ac_scale) + ac_shift) * ac_gate
 
     # Understanding: plain residuals.
     xu = xu + ub.wan_und_o(ou.to(xu.dtype))
+    if inp.trace is not None:
+        inp.trace[f"L{i}_after_attn"] = (xv_attn, xa_attn, xu)
     xu = xu + ub.ffn(layer_norm(xu, ub.eps))
+    if inp.trace is not None:
+        inp.trace[f"L{i}_out"] = (xv, xa, xu)
     return xv, xa, xu

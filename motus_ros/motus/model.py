@@ -6,9 +6,15 @@ Modes are chosen only by the per-modality timesteps (t = 1 pure noise, t = 0 cle
   wm:    video 1 -> 0, action 0 (given)   idm: video 0 (given), action 1 -> 0
   vgm:   video 1 -> 0, action held at 1
 A held-clean input is returned bit-identical; a held-noise input is never updated.
+
+`config.conventions` decides the condition frame's timestep and the text padding (official Motus
+vs the project's presets; see config.Conventions). Precision: float32 on CPU; on CUDA, bf16 autocast
+(as the official code runs) with the timestep embeddings and the video head kept in float32.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,6 +37,21 @@ MODE_TABLE: dict[str, tuple[str, str]] = {
 }
 MODES = tuple(MODE_TABLE)
 TEXT_CACHE_SIZE = 16  # instructions kept (the text depends only on the instruction)
+
+
+def fp32_region(device: torch.device):
+    """Autocast off: what the official code keeps in float32 under bf16 (timestep embeddings, video head)."""
+    if device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def pad_text(states: torch.Tensor, length: int) -> torch.Tensor:
+    """umT5 states [B,L,C] zero-padded (or cut) to [B,length,C] (conventions.text_context 'fixed')."""
+    n = states.shape[1]
+    if n >= length:
+        return states[:, :length]
+    return torch.cat([states, states.new_zeros(states.shape[0], length - n, states.shape[2])], dim=1)
 
 
 def check_mode(mode: str) -> str:
@@ -133,7 +154,7 @@ class Motus(nn.Module):
         und_mask = None if bool(vlm_mask.all()) else vlm_mask
         if text_states is None:
             text_states = self.encode_text(list(instructions), use_cache=use_text_cache)
-        text = self.video.text(text_states.to(self.video.wan.condition_embedder.text_embedder.linear_1.weight.dtype))
+        text = self.text_context(text_states.to(self.video.wan.condition_embedder.text_embedder.linear_1.weight.dtype))
         cross_kv = [self.video.cross_kv(i, text) for i in range(self.config.num_layers)]
         cond_latent = self.encode_frames(images.unsqueeze(2))                   # [B,C,1,h,w]
         return Conditioning(und_tokens, und_mask, text, cross_kv, cond_latent)
@@ -142,17 +163,30 @@ class Motus(nn.Module):
                                    cond_latent: torch.Tensor, vlm_mask: torch.Tensor | None = None) -> Conditioning:
         """Conditioning from precomputed encoder outputs (training on cached features)."""
         und_tokens = self.und.vlm_adapter(vlm_feats)
-        text = self.video.text(text_states)
+        text = self.text_context(text_states)
         cross_kv = [self.video.cross_kv(i, text) for i in range(self.config.num_layers)]
         return Conditioning(und_tokens, vlm_mask, text, cross_kv, cond_latent)
+
+    def text_context(self, text_states: torch.Tensor) -> torch.Tensor:
+        """umT5 states [B,L,text_dim] -> text context [B,L',D] for the cross-attention.
+
+        conventions.text_context 'fixed' (official): zero-padded (or cut) to text_max_len before the
+        projection, all positions attended; 'longest': as given (padded to the batch's longest).
+        """
+        if self.config.conventions.text_context == "fixed":
+            text_states = pad_text(text_states, self.config.text_max_len)
+        return self.video.text(text_states)
 
     # One network evaluation ----------------------------------------------------------------------
     def denoise(self, cond: Conditioning, video_latents: torch.Tensor, t_video: torch.Tensor,
                 actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
-                need_video: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+                need_video: bool = True, trace: dict | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Velocities for video latents [B,C,T,h,w] (frame 0 = clean condition) and actions [B,chunk,A].
 
-        t_video, t_action: [B] in [0,1]. The condition-frame tokens always get timestep 0 (Wan 2.2 TI2V).
+        t_video, t_action: [B] in [0,1]. The condition frame's tokens get t = 0 under
+        conventions.condition_timestep 'zero' (Wan 2.2 TI2V), t_video under 'shared' (official).
+        trace: a dict to receive the intermediates (inputs of the three streams, time embeddings,
+        text context, per-layer outputs), for parity checks against the official implementation.
         """
         cfg = self.config
         b = video_latents.shape[0]
@@ -161,33 +195,82 @@ class Motus(nn.Module):
         grid = (video_latents.shape[2] // pt, video_latents.shape[3] // ph, video_latents.shape[4] // pw)
         per_frame = grid[1] * grid[2]
         t_tok = t_video.float().view(b, 1).expand(b, xv.shape[1]).clone()     # [B,Nv]
-        t_tok[:, :per_frame] = 0.0                                             # condition frame is clean
-        temb_v, mod_v = self.video.time(t_tok)                                 # [B,Nv,D], [B,Nv,6,D]
-
+        if cfg.conventions.condition_timestep == "zero":
+            t_tok[:, :per_frame] = 0.0                                         # condition frame is clean
         regs = self.action.registers
         xa = self.action.input_encoder(state.float(), actions.float(), regs)    # [B,1+chunk+R,Da]
-        temb_a, mod_a = self.action.time(t_action.float().view(b))             # [B,Da], [B,6,Da]
+        with fp32_region(xv.device):
+            temb_v, mod_v = self.video.time(t_tok)                             # [B,Nv,D], [B,Nv,6,D]
+            temb_a, mod_a = self.action.time(t_action.float().view(b))         # [B,Da], [B,6,Da]
         xu = cond.und_tokens
+        if trace is not None:
+            na = xa.shape[1]
+            trace.update(video_tokens_in=xv, action_tokens_in=xa, und_tokens_in=xu, t5_context=cond.text,
+                         video_temb=temb_v, video_tproj=mod_v,
+                         action_temb=temb_a.unsqueeze(1).expand(b, na, -1),
+                         action_tproj=mod_a.unsqueeze(1).expand(b, na, -1, -1))
 
         key_mask = None
         if cond.und_mask is not None:
             ones = torch.ones(b, xv.shape[1] + xa.shape[1], dtype=torch.bool, device=xv.device)
             key_mask = torch.cat([ones, cond.und_mask.to(xv.device)], dim=1)   # [B,Nv+Na+Nu]
-        inp = LayerInputs(mod_v, mod_a, rope, cond.cross_kv, key_mask)
+        inp = LayerInputs(mod_v, mod_a, rope, cond.cross_kv, key_mask, trace)
         for i in range(cfg.num_layers):
             xv, xa, xu = joint_layer(i, self.video, self.action, self.und, xv, xa, xu, inp)
 
-        v_video = self.video.head(xv, temb_v, grid).float() if need_video else None
+        v_video = None
+        if need_video:
+            with fp32_region(xv.device):
+                v_video = self.video.head(xv, temb_v, grid).float()
         chunk = actions.shape[1]
         v_action = self.action.decoder(xa[:, 1: 1 + chunk], temb_a).float()   # drop state and registers
         return v_video, v_action
 
     # Inference -----------------------------------------------------------------------------------
     @torch.no_grad()
+    def sample(self, cond: Conditioning, video: torch.Tensor, actions: torch.Tensor, state: torch.Tensor,
+               mode: str = "joint", steps: int | None = None, step_fn=None, recondition=None,
+               timing: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The denoising loop of `generate` from given starting tensors.
+
+        video [B,C,T,h,w]: frame 0 = the clean condition latent, frames 1.. noise (or the given clean
+        video in idm); actions [B,chunk,A]: noise (or the given actions in wm). Euler steps from
+        t = 1 to 0 (`steps` equal steps, warped by sampler_shift), the same t for every modality
+        being denoised; frame 0 is never updated, i.e. the condition latent is written back after
+        every step (official `inference_step`). recondition: None, or a callable giving a fresh
+        Conditioning before every step after the first (the official per-step VLM re-run).
+        Returns (video, actions) after the last step.
+        """
+        video_role, action_role = MODE_TABLE[check_mode(mode)]
+        steps = self.config.num_inference_steps if steps is None else int(steps)
+        step_fn = step_fn or self.denoise
+        timing = {} if timing is None else timing
+        b, device = video.shape[0], video.device
+        sampler = FlowMatchEulerSampler(steps, self.config.sampler_shift)
+        ones = torch.ones(b, device=device)
+        for i in range(steps):
+            if recondition is not None and i > 0:
+                t0 = time.perf_counter()
+                cond = recondition()
+                timing["conditioning_s"] = timing.get("conditioning_s", 0.0) + time.perf_counter() - t0
+            t0 = time.perf_counter()
+            t_now = float(sampler.sigmas[i])
+            tv = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[video_role] * ones
+            ta = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[action_role] * ones
+            v_video, v_action = step_fn(cond, video, tv, actions, ta, state, need_video=video_role == DENOISE)
+            if video_role == DENOISE:
+                future = sampler.step(v_video[:, :, 1:], i, video[:, :, 1:])
+                video = torch.cat([video[:, :, :1], future], dim=2)
+            if action_role == DENOISE:
+                actions = sampler.step(v_action, i, actions)
+            timing["denoise_s"] = timing.get("denoise_s", 0.0) + time.perf_counter() - t0
+        return video, actions
+
+    @torch.no_grad()
     def generate(self, images: torch.Tensor, state: torch.Tensor, instructions: list[str], mode: str = "vla",
                  steps: int | None = None, actions: torch.Tensor | None = None,
                  future_frames: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                 recompute_conditioning: bool = False, step_fn=None) -> GenerateOutput:
+                 recompute_conditioning: bool = False, step_fn=None, precision: str = "auto") -> GenerateOutput:
         """Run one chunk in any mode.
 
         images [B,3,H,W] in [-1,1] at the model video size (condition frame); state [B,S] normalized;
@@ -196,6 +279,7 @@ class Motus(nn.Module):
         step, as the official release does (kept for the benchmark baseline).
         step_fn: the per-step network, called like `denoise` (cond, video, t_video, actions, t_action,
         state, need_video=...); None = self.denoise (eager). Backends (motus.backends) plug in here.
+        precision: of the eager self.denoise ("auto": float32 on CPU, bf16 autocast on CUDA).
         """
         mode = check_mode(mode)
         video_role, action_role = MODE_TABLE[mode]
@@ -227,25 +311,14 @@ class Motus(nn.Module):
         video = given_video if video_role == CLEAN else torch.cat([cond.cond_latent, future_noise], dim=2)
         act = actions.to(device) if action_role == CLEAN else action_noise
 
-        sampler = FlowMatchEulerSampler(steps, cfg.sampler_shift)
-        ones = torch.ones(b, device=device)
-        for i in range(steps):
-            if recompute_conditioning and i > 0:
-                t0 = time.perf_counter()
-                cond = self.prepare_conditioning(images, instructions, use_text_cache=False)
-                timing["conditioning_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            t_now = float(sampler.sigmas[i])
-            tv = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[video_role] * ones
-            ta = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[action_role] * ones
-            v_video, v_action = (step_fn or self.denoise)(cond, video, tv, act, ta, state.to(device),
-                                                          need_video=video_role == DENOISE)
-            if video_role == DENOISE:
-                future = sampler.step(v_video[:, :, 1:], i, video[:, :, 1:])
-                video = torch.cat([video[:, :, :1], future], dim=2)
-            if action_role == DENOISE:
-                act = sampler.step(v_action, i, act)
-            timing["denoise_s"] += time.perf_counter() - t0
+        recondition = None
+        if recompute_conditioning:
+            recondition = functools.partial(self.prepare_conditioning, images, instructions, use_text_cache=False)
+        if step_fn is None:
+            from .backends.torch_backend import TorchBackend
+            step_fn = TorchBackend(self, precision=precision)
+        video, act = self.sample(cond, video, act, state.to(device), mode=mode, steps=steps, step_fn=step_fn,
+                                 recondition=recondition, timing=timing)
 
         frames = None
         if video_role == DENOISE:

@@ -76,6 +76,9 @@ class TrainConfig:
     # (and hiding it in a fraction of windows) makes the images the reliable source.
     state_noise: float = 0.0          # std of Gaussian noise added to the state input
     state_dropout: float = 0.0        # probability that a window's state input is replaced by 0.5
+    # Numerics of the training forward: "auto" = bf16 autocast on CUDA GPUs that have it (as the
+    # official code trains), float32 otherwise; "fp32"; "bf16" (CUDA only). Weights stay float32.
+    precision: str = "auto"
 
 
 def check_config(cfg: "TrainConfig") -> None:
@@ -84,6 +87,19 @@ def check_config(cfg: "TrainConfig") -> None:
         raise ValueError(f"state_noise: got {cfg.state_noise}, expected >= 0 (normalised units)")
     if not 0.0 <= cfg.state_dropout < 1.0:
         raise ValueError(f"state_dropout: got {cfg.state_dropout}, expected a probability in [0, 1)")
+    mixed_precision(cfg.precision, cfg.device)
+
+
+def mixed_precision(precision: str, device: str) -> str:
+    """TrainConfig.precision -> accelerate's mixed_precision ("bf16" or "no")."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision: got '{precision}', expected auto, fp32 or bf16")
+    cuda = device != "cpu" and torch.cuda.is_available()
+    if precision == "bf16" and not cuda:
+        raise ValueError("precision bf16 needs a CUDA device; use fp32 (or auto) on a CPU")
+    if precision == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if precision == "bf16" else "no"
 
 
 class FlowObjective(nn.Module):
@@ -325,13 +341,12 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
     """A model holding the weights of checkpoint `path` (either format), its config changed by
     `overrides` (e.g. loss weights); an override that changes a weight's shape is refused."""
     from motus_ros.motus.checkpoint import load_checkpoint
-    from motus_ros.motus.config import MotusConfig
     from motus_ros.motus.model import build_model
 
     loaded, _ = load_checkpoint(path, config=preset_config, device="cpu")
     if not overrides:
         return loaded.train()
-    mcfg = MotusConfig.from_dict({**loaded.config.to_dict(), **overrides})
+    mcfg = loaded.config.with_overrides(overrides)
     model = build_model(mcfg, device="cpu", seed=seed)
     mine, theirs = model.state_dict(), loaded.state_dict()
     changed = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
@@ -348,14 +363,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    from motus_ros.motus.config import MotusConfig, preset as make_preset
+    from motus_ros.motus.config import preset as make_preset
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
 
     check_config(cfg)
     started = time.perf_counter()
     out = Path(cfg.out)
-    accelerator = Accelerator(cpu=cfg.device == "cpu")
+    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=mixed_precision(cfg.precision, cfg.device))
     device = accelerator.device
     resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
     state = load_training_state(resume_dir) if resume_dir else None
@@ -368,7 +383,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     else:
         mcfg = make_preset(cfg.preset)
         if cfg.overrides:
-            mcfg = MotusConfig.from_dict({**mcfg.to_dict(), **cfg.overrides, "name": f"{cfg.preset}-custom"})
+            mcfg = mcfg.with_overrides({**cfg.overrides, "name": f"{cfg.preset}-custom"})
         model = build_model(mcfg, device="cpu", seed=cfg.seed)
     model.to(device)
     mcfg = model.config

@@ -8,7 +8,8 @@ the same layers as `Motus.denoise` on:
   actions            [B,chunk,A] float32   noisy (or given) normalized actions
   state              [B,S]       float32   normalized joint state
   t_video_features   [B,2,256]   float32   sinusoidal features of (0, t_video): row 0 for the
-                                           condition-frame tokens (always clean), row 1 for the rest
+                                           condition-frame tokens under conventions.condition_timestep
+                                           'zero', row 1 for the rest (every token under 'shared')
   t_action_features  [B,256]     float32   sinusoidal features of t_action
   und_tokens         [B,Lu,Du]   float32   understanding tokens (cached conditioning)
   und_mask           [B,Lu]      bool      False = padding
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..config import TIME_FREQ_DIM
 from ..experts import LayerInputs, joint_layer, timestep_features
+from ..model import fp32_region
 
 INPUT_NAMES = ("video_latents", "actions", "state", "t_video_features", "t_action_features", "und_tokens",
                "und_mask", "cross_k", "cross_v")
@@ -70,9 +72,11 @@ class StepNetwork(nn.Module):
                              persistent=False)
         per_frame = self.grid[1] * self.grid[2]
         n_tokens = self.grid[0] * per_frame
-        # Token -> row of t_video_features: the condition frame's tokens take row 0 (t = 0).
+        # Token -> row of t_video_features: the condition frame's tokens take row 0 (t = 0) under
+        # conventions.condition_timestep 'zero'; under 'shared' (official) every token takes row 1.
         index = torch.ones(n_tokens, dtype=torch.long)
-        index[:per_frame] = 0
+        if cfg.conventions.condition_timestep == "zero":
+            index[:per_frame] = 0
         self.register_buffer("token_time_index", index.to(self.rope_cos.device), persistent=False)
 
     def forward(self, video_latents, actions, state, t_video_features, t_action_features, und_tokens, und_mask,
@@ -84,12 +88,13 @@ class StepNetwork(nn.Module):
         xv = xv.flatten(2).transpose(1, 2).contiguous()                                # [B,Nv,D]
         ce = wan.condition_embedder
         feats = t_video_features.index_select(1, self.token_time_index)               # [B,Nv,256]
-        temb_v = ce.time_embedder(feats.to(ce.time_embedder.linear_1.weight.dtype))   # [B,Nv,D]
-        mod_v = ce.time_proj(ce.act_fn(temb_v)).unflatten(2, (6, -1))                 # [B,Nv,6,D]
+        with fp32_region(xv.device):
+            temb_v = ce.time_embedder(feats.to(ce.time_embedder.linear_1.weight.dtype))   # [B,Nv,D]
+            mod_v = ce.time_proj(ce.act_fn(temb_v)).unflatten(2, (6, -1))                 # [B,Nv,6,D]
+            temb_a = self.action.time_embedding(t_action_features)                        # [B,Da]
+            mod_a = self.action.time_projection(temb_a).unflatten(1, (6, -1))             # [B,6,Da]
 
         xa = self.action.input_encoder(state.float(), actions.float(), self.action.registers)   # [B,1+chunk+R,Da]
-        temb_a = self.action.time_embedding(t_action_features)                        # [B,Da]
-        mod_a = self.action.time_projection(temb_a).unflatten(1, (6, -1))             # [B,6,Da]
         xu = und_tokens.to(self.und.vlm_adapter[0].weight.dtype)
 
         ones = torch.ones(b, xv.shape[1] + xa.shape[1], dtype=torch.bool, device=xv.device)
@@ -100,7 +105,8 @@ class StepNetwork(nn.Module):
         for i in range(cfg.num_layers):
             xv, xa, xu = joint_layer(i, self.video, self.action, self.und, xv, xa, xu, inp)
 
-        v_video = self.video.head(xv, temb_v, self.grid).float()
+        with fp32_region(xv.device):
+            v_video = self.video.head(xv, temb_v, self.grid).float()
         chunk = actions.shape[1]
         v_action = self.action.decoder(xa[:, 1: 1 + chunk], temb_a).float()          # drop state and registers
         return v_video, v_action

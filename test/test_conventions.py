@@ -1,0 +1,158 @@
+"""Conventions (config.Conventions): official Motus vs the project's presets, each honoured where it
+applies: denoise (condition-frame timestep), conditioning (text padding), the step network of the
+backends, training (timestep distribution, video loss), and config overrides."""
+from __future__ import annotations
+
+import math
+import types
+
+import pytest
+import torch
+
+from motus_ros.motus.backends.step_network import StepNetwork, example_inputs
+from motus_ros.motus.config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, PROJECT_CONVENTIONS, Conventions,
+                                    MotusConfig, preset)
+from motus_ros.motus.flow import flow_matching_loss, flow_shift_sigmas, sample_flow_shift, sample_timesteps, video_loss
+from motus_ros.motus.model import build_model
+
+torch.set_num_threads(2)
+
+
+def official_tiny(**changes) -> MotusConfig:
+    return preset("tiny").replace(conventions=OFFICIAL_CONVENTIONS, uniform_shift=OFFICIAL_TRAIN_SHIFT, **changes)
+
+
+@pytest.fixture(scope="module")
+def official_model():
+    m = build_model(official_tiny(), seed=0, build_encoders=False)
+    g = torch.Generator().manual_seed(11)
+    head = m.action.decoder.action_head[-1]
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.3)
+    return m
+
+
+def test_presets_keep_the_project_conventions():
+    for name in ("tiny", "small", "paper"):
+        assert preset(name).conventions == PROJECT_CONVENTIONS
+
+
+def test_bad_convention_names_the_field_and_the_choices():
+    with pytest.raises(ValueError, match=r"conventions.condition_timestep='t0', expected one of: zero, shared"):
+        Conventions(condition_timestep="t0")
+    with pytest.raises(ValueError, match="unknown fields"):
+        MotusConfig.from_dict({**preset("tiny").to_dict(), "conventions": {"loss": "x"}})
+
+
+def test_overrides_change_one_convention_and_keep_the_others():
+    cfg = official_tiny()
+    changed = cfg.with_overrides({"conventions.video_loss": "future_frames", "action_loss_weight": 2.0})
+    assert changed.conventions == Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(), "video_loss": "future_frames"})
+    assert changed.with_overrides({"timestep_sampling": "logit_normal"}).conventions.timestep_sampling == "logit_normal"
+    partial = cfg.with_overrides({"conventions": {"text_context": "longest"}})
+    assert partial.conventions.condition_timestep == "shared" and partial.conventions.text_context == "longest"
+
+
+def test_train_cli_accepts_convention_overrides():
+    from motus_ros.commands.train import CliError, parse_overrides
+
+    got = parse_overrides(["conventions.timestep_sampling=flow_shift", "timestep_sampling=shifted_uniform"])
+    assert got == {"conventions.timestep_sampling": "flow_shift", "timestep_sampling": "shifted_uniform"}
+    with pytest.raises(CliError, match="conventions.colour"):
+        parse_overrides(["conventions.colour=red"])
+
+
+def test_condition_frame_timestep(official_model):
+    """'shared': the condition frame's tokens see t_video (official); 'zero': they see 0."""
+    cfg = official_model.config
+    x = example_inputs(official_model, seed=1)
+    cond = types.SimpleNamespace(und_tokens=x["und_tokens"], und_mask=None, text=None,
+                                 cross_kv=list(zip(x["cross_k"], x["cross_v"])))
+    t_v, t_a = torch.tensor([0.7]), torch.tensor([0.3])
+    per_frame = cfg.video_tokens_per_frame
+    with torch.no_grad():
+        trace: dict = {}
+        official_model.denoise(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"], trace=trace)
+        temb = trace["video_temb"]
+        assert torch.equal(temb[:, 0], temb[:, per_frame])                   # frame 0 shares t
+        zero = Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(), "condition_timestep": "zero"})
+        project = build_model(cfg.replace(conventions=zero), seed=0, build_encoders=False)
+        project.load_state_dict(official_model.state_dict())
+        trace0: dict = {}
+        project.denoise(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"], trace=trace0)
+        assert not torch.equal(trace0["video_temb"][:, 0], trace0["video_temb"][:, per_frame])
+        assert torch.equal(trace0["video_temb"][:, per_frame:], temb[:, per_frame:])
+
+
+@pytest.mark.parametrize("convention", ["zero", "shared"])
+def test_step_network_follows_the_condition_timestep(official_model, convention):
+    conv = Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(), "condition_timestep": convention})
+    model = build_model(official_model.config.replace(conventions=conv), seed=0, build_encoders=False)
+    model.load_state_dict(official_model.state_dict())
+    x = example_inputs(model, seed=3)
+    cond = types.SimpleNamespace(und_tokens=x["und_tokens"], und_mask=None,
+                                 cross_kv=list(zip(x["cross_k"], x["cross_v"])))
+    t_v, t_a = torch.tensor([0.6]), torch.tensor([0.2])
+    with torch.no_grad():
+        ref = model.denoise(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"])
+        from motus_ros.motus.backends.base import StepBackend
+        packed = StepBackend(model).step_inputs(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"])
+        out = StepNetwork(model)(**packed)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
+
+
+def test_text_context_padding(official_model):
+    cfg = official_model.config
+    states = torch.randn(2, 5, cfg.text_dim)
+    fixed = official_model.text_context(states)
+    assert fixed.shape[1] == cfg.text_max_len                               # zero-padded to text_len
+    padded = torch.cat([states, torch.zeros(2, cfg.text_max_len - 5, cfg.text_dim)], 1)
+    assert torch.equal(fixed, official_model.video.text(padded))
+    assert official_model.text_context(torch.randn(1, cfg.text_max_len + 3, cfg.text_dim)).shape[1] == cfg.text_max_len
+    longest = build_model(cfg.replace(conventions=Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(),
+                                                                 "text_context": "longest"})),
+                          seed=0, build_encoders=False)
+    assert longest.text_context(states).shape[1] == 5
+
+
+def test_flow_shift_timesteps_are_the_official_discrete_sigmas():
+    sigmas = flow_shift_sigmas(OFFICIAL_TRAIN_SHIFT)
+    assert sigmas.shape == (1000,) and float(sigmas[0]) == 1.0 and float(sigmas[-1]) > 0
+    k = 500                                                       # shift 5 at sigma 0.5: 5*0.5/(1+4*0.5)
+    assert float(sigmas[k]) == pytest.approx(2.5 / 3.0, abs=1e-6)
+    t = sample_flow_shift(5000, OFFICIAL_TRAIN_SHIFT, generator=torch.Generator().manual_seed(0))
+    assert torch.isin(t, sigmas).all()
+    s = OFFICIAL_TRAIN_SHIFT                                       # E[s u / (1 + (s-1) u)], u ~ U(0,1)
+    expected = s / (s - 1) * (1 - math.log(s) / (s - 1))           # 0.747 for s = 5: towards noise
+    assert float(t.mean()) == pytest.approx(expected, abs=0.01)
+    cfg = official_tiny()
+    g = torch.Generator().manual_seed(1)
+    tv, ta = sample_timesteps(cfg, 64, g), sample_timesteps(cfg, 64, g)
+    assert torch.isin(tv, sigmas).all() and not torch.equal(tv, ta)
+
+
+def test_all_frames_video_loss_is_the_official_normalisation():
+    cfg = official_tiny()
+    g = torch.Generator().manual_seed(2)
+    pred, target = torch.randn(2, 48, 3, 4, 4, generator=g), torch.randn(2, 48, 3, 4, 4, generator=g)
+    future = video_loss(cfg.replace(conventions=PROJECT_CONVENTIONS), pred, target)
+    official = video_loss(cfg, pred, target)
+    t = pred.shape[2]
+    assert float(official) == pytest.approx(float(future) * (t - 1) / t, rel=1e-6)
+    pred2 = pred.clone()
+    pred2[:, :, 0] = 1e3                                          # frame 0 never counts
+    assert torch.equal(video_loss(cfg, pred2, target), official)
+
+
+def test_training_loss_honours_the_conventions(official_model):
+    cfg = official_model.config
+    g = torch.Generator().manual_seed(3)
+    h, w = cfg.latent_size
+    latents = torch.randn(2, cfg.latent_channels, cfg.latent_frames, h, w, generator=g)
+    actions, state = torch.rand(2, cfg.chunk_size, cfg.action_dim, generator=g), torch.rand(2, cfg.state_dim, generator=g)
+    cond = official_model.conditioning_from_features(torch.randn(2, 7, cfg.vlm_hidden, generator=g),
+                                                     torch.randn(2, 4, cfg.text_dim, generator=g), latents[:, :, :1])
+    loss = flow_matching_loss(official_model, latents, actions, state, cond, generator=torch.Generator().manual_seed(0))
+    sigmas = flow_shift_sigmas(cfg.uniform_shift)
+    assert torch.isin(loss.t_video, sigmas).all() and torch.isin(loss.t_action, sigmas).all()
+    assert torch.isfinite(loss.total)

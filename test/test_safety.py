@@ -33,7 +33,7 @@ def test_valid_command_in_any_name_order_is_returned_in_layout_order():
 def test_joint_limits_clip_and_gripper_limits_clip():
     f = make_filter(max_step=10.0)
     target = np.zeros(DOF)
-    target[0], target[6], target[13] = 2.0, -5.0, 1.5    # left_joint1, left_gripper, right_gripper
+    target[0], target[6], target[13] = 1.3, -1.4, 1.2    # left_joint1, left_gripper, right_gripper
     out = f.step(f.validate([], target)).position
     assert out[0] == 1.0 and out[6] == -1.0 and out[13] == 1.0
     assert LIMITS.contains(out)
@@ -177,3 +177,15 @@ def test_stopping_point_is_where_braking_ends_and_holding_it_never_reverses():
     out = np.array([f.step(stop).position for _ in range(30)])
     assert np.all(np.diff(out[:, 0]) >= -1e-12)                     # decelerates, never comes back
     np.testing.assert_allclose(out[-1], stop, atol=1e-9)
+
+
+def test_clip_mode_clips_before_interpolation_and_rejects_far_out_garbage():
+    f = make_filter(max_step=10.0)
+    near = np.zeros(DOF)
+    near[0] = 1.2                                   # 0.2 beyond: clipped already in validate()
+    assert f.validate([], near)[0] == 1.0 and f.counts[LIMIT_CLIPPED] == 1
+    far = np.zeros(DOF)
+    far[3] = 100.0                                  # q + 100 rad: garbage, not a target at the edge
+    with pytest.raises(CommandRejected) as info:
+        f.validate([], far)
+    assert info.value.reason == OUT_OF_LIMITS and "left_joint4=100.0000" in str(info.value)

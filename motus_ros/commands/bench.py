@@ -1,5 +1,5 @@
 """Placeholder so `motus-ros --help` lists `bench`; the dispatch happens in cli.py."""
-HELP = "run a benchmark (policy, execution, perception, recording, sim) and print JSON"
+HELP = "run a benchmark (policy, execution, perception, recording, sim, soak) and print JSON"
 
 
 def main(argv: list[str]) -> int:  # pragma: no cover - cli.py routes `bench` itself

@@ -25,6 +25,9 @@ LIMIT_CLIPPED = "limit_clipped"      # clipped into the limits (limit_mode == "c
 STEP_LIMITED = "step_limited"        # a tick's step was shortened to max_step
 ACCEL_LIMITED = "accel_limited"      # a tick's step changed by more than max_step_change
 LIMIT_MODES = ("clip", "reject")
+# In clip mode a command beyond a limit by more than this fraction of the joint's range is garbage
+# (e.g. q + 100 rad): rejected, not clipped.
+FAR_OUTSIDE_FRACTION = 0.25
 
 
 class CommandRejected(ValueError):
@@ -128,8 +131,16 @@ class SafetyFilter:
         if not np.all(np.isfinite(positions)):
             bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(positions))]
             raise self._reject(NON_FINITE, f"command positions: non-finite values for {bad}")
-        if self.limit_mode == "reject" and not self.limits.contains(positions):
-            raise self._reject(OUT_OF_LIMITS, "command positions: " + self._limit_text(positions))
+        if not self.limits.contains(positions):
+            span = self.limits.upper - self.limits.lower
+            excess = np.maximum(self.limits.lower - positions, positions - self.limits.upper)
+            if self.limit_mode == "reject" or np.any(excess > FAR_OUTSIDE_FRACTION * span):
+                # Far outside (garbage, not a target at the edge) is rejected in clip mode too.
+                raise self._reject(OUT_OF_LIMITS, "command positions: " + self._limit_text(positions))
+            # Clipped here, before interpolation: a ramp toward an out-of-limit target would
+            # otherwise drive the joint into its limit at full speed for a command period.
+            self.counts[LIMIT_CLIPPED] += 1
+            positions = self.limits.clip(positions)
         self.accepted += 1
         return positions
 

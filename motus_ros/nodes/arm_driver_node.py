@@ -251,9 +251,11 @@ class ArmDriverNode(Node):
         """True when commands reach the arm: enabled, not e-stopped, not soft-stopped."""
         return self.enabled and not self.estopped and not self.soft_stopped
 
-    def _announce_enabled(self) -> None:
-        """Publish /arm/enabled when it changed (the executor drops its plan on False)."""
-        if self.executing != self._published_enabled:
+    def _announce_enabled(self, repeat: bool = False) -> None:
+        """Publish /arm/enabled when it changed (the executor drops its plan on False), and with
+        repeat=True also unchanged: a heartbeat every diagnostics period, so one lost message is
+        corrected within a period (seen once in a soak: an e-stop the executor never heard)."""
+        if repeat or self.executing != self._published_enabled:
             self._published_enabled = self.executing
             self.enabled_pub.publish(Bool(data=self.executing))
 
@@ -503,6 +505,7 @@ class ArmDriverNode(Node):
 
     def _publish_diagnostics_once(self) -> None:
         with self._lock:
+            self._announce_enabled(repeat=True)
             if self.safety is None:
                 return
             counts = self.safety.summary()

@@ -234,8 +234,15 @@ class SimWorld:
         return self.max_reward >= MAX_REWARD
 
     def qpos(self) -> np.ndarray:
-        """(14,) joint positions: radians, grippers normalized (0 closed, 1 open)."""
-        return qpos16_to_layout(self.data.qpos[:16])
+        """(14,) joint positions: radians, grippers normalized (0 closed, 1 open).
+
+        The gripper reading is clipped to [0, 1]: the normalized scale is measured on one finger,
+        whose slide joint has soft limits, so contact pushes it past either end (seen: -0.42 and
+        1.70 in a 10-minute soak) where a real gripper's encoder stays within its travel.
+        """
+        q = qpos16_to_layout(self.data.qpos[:16])
+        q[list(GRIPPER_INDICES)] = np.clip(q[list(GRIPPER_INDICES)], 0.0, 1.0)
+        return q
 
     def qvel(self) -> np.ndarray:
         """(14,) joint velocities: rad/s, grippers in normalized units per second."""

@@ -244,6 +244,12 @@ class SimWorld:
         q[list(GRIPPER_INDICES)] = np.clip(q[list(GRIPPER_INDICES)], 0.0, 1.0)
         return q
 
+    def hold_targets(self) -> np.ndarray:
+        """(14,) targets that hold the arms where they are: the raw finger positions, not the
+        reading clipped to [0, 1] (a gripper squeezing the cube sits past "closed"; holding the
+        clipped value would open it)."""
+        return qpos16_to_layout(self.data.qpos[:16])
+
     def qvel(self) -> np.ndarray:
         """(14,) joint velocities: rad/s, grippers in normalized units per second."""
         v = self.data.qvel[:16]

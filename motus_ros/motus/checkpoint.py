@@ -1,6 +1,11 @@
 """Checkpoints: our own format (safetensors + config JSON) and the official DeepSpeed release.
 
 Own format: a folder with `model.safetensors` and `config.json` ({"format": FORMAT, "config": {...}}).
+Large checkpoints (`motus-ros checkpoint assemble`) split the weights into shards listed by
+`model.safetensors.index.json` ({"weight_map": {key: shard file}}, the Hugging Face layout). A
+config with tokenizer files (vlm_tokenizer / text_tokenizer "files") has them in the folder's
+`vlm_processor/` and `text_tokenizer/` (tokenization.py); they are loaded with the weights, and
+save_checkpoint copies them along, so a folder stays self-contained.
 
 Official format (thu-ml/Motus): `mp_rank_00_model_states.pt`, a torch pickle whose key `module`
 holds the state dict of their `Motus` module. Sub-modules are registered twice, so the same
@@ -16,6 +21,13 @@ the .pt file, an official folder may hold `wan_config.json` (the video expert's 
 text_len becomes text_max_len) and `vlm_config.json` (the Qwen3-VL config: the VLM is built from
 it); both are checked against the tensor shapes. Our own format records its conventions in
 config.json; a config.json without them (older checkpoints) has the project's.
+
+Stage-2 pretrain layout (official `training_mode: pretrain`, the motus-robotics/Motus release): the
+action expert reads latent actions only, so its input encoder has no state encoder and a position
+table of exactly `chunk` rows, and there are no registers. As the official finetune does
+(`Motus.load_pretrain_weights`), such a checkpoint loads into the finetune layout with the action
+input encoder and decoder skipped: they and the registers start fresh (PRETRAIN_FRESH), robot
+dims come from the preset, and the report says so (LoadReport.fresh). Fine-tune before use.
 """
 from __future__ import annotations
 
@@ -32,6 +44,7 @@ from .config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, TIME_FREQ_DIM, 
 
 FORMAT = "motus_ros/1"
 WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 CONFIG_FILE = "config.json"
 OFFICIAL_FILE = "mp_rank_00_model_states.pt"
 WAN_CONFIG_FILE = "wan_config.json"      # beside an official checkpoint: the video expert's Wan config
@@ -43,6 +56,10 @@ OFFICIAL_PREFIXES = {"video_model.wan_model.": "video.wan.", "action_expert.": "
 ALIAS_PREFIXES = {"video_module.video_model.": "video_model.", "action_module.video_model.": "video_model.",
                   "und_module.und_expert.": "und_expert.", "action_module.action_expert.": "action_expert.",
                   "und_module.vlm_model.": "vlm_model.", "action_module.vlm_model.": "vlm_model."}
+# Official stage-2 pretrain checkpoints: these parts do not carry over to the robot (finetune) layout.
+PRETRAIN_SKIPPED = ("action.input_encoder.", "action.decoder.")
+PRETRAIN_FRESH = PRETRAIN_SKIPPED + ("action.registers",)
+OFFICIAL_FINETUNE_REGISTERS = 4          # official Motus: 4 registers in finetune mode, none in pretrain
 # Present in official checkpoints but not part of the paper's architecture (streaming extensions).
 IGNORED_PREFIXES = ("pipeline_chunk_embedding.", "pipeline_stage_embedding.", "video_model.vae.")
 
@@ -102,6 +119,7 @@ class LoadReport:
     aliases_merged: int = 0
     ignored: list[str] = field(default_factory=list)
     not_loaded_groups: list[str] = field(default_factory=list)  # e.g. frozen encoders kept from the preset
+    fresh: list[str] = field(default_factory=list)   # parts initialised fresh (stage-2 pretrain layout)
 
     @property
     def ok(self) -> bool:
@@ -123,16 +141,24 @@ class LoadReport:
                 "unexpected": self.unexpected,
                 "mismatched": [{"key": k, "checkpoint": list(a), "model": list(b)} for k, a, b in self.mismatched],
                 "aliases_merged": self.aliases_merged, "ignored": self.ignored,
-                "not_loaded_groups": self.not_loaded_groups}
+                "not_loaded_groups": self.not_loaded_groups, "fresh": self.fresh}
 
 
 # Our own format -----------------------------------------------------------------------------------
 def save_checkpoint(model, out_dir: str | Path) -> Path:
-    """Write model.safetensors + config.json into out_dir (written to temp names, then renamed)."""
+    """Write model.safetensors + config.json into out_dir (written to temp names, then renamed),
+    plus the tokenizer files the model's config needs (copied from model.tokenizer_folder)."""
     from safetensors.torch import save_file
+
+    from .tokenization import copy_tokenizer_files
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if "files" in (model.config.vlm_tokenizer, model.config.text_tokenizer):
+        source = getattr(model, "tokenizer_folder", None)
+        if source is None:
+            raise CheckpointError(f"{out}: the config needs tokenizer files but the model has none attached")
+        copy_tokenizer_files(source, out, model.config)
     tensors: dict[str, torch.Tensor] = {}
     tied: dict[str, str] = {}          # tied weights (e.g. umT5 shared embedding) are stored once
     seen: dict[tuple, str] = {}
@@ -148,6 +174,7 @@ def save_checkpoint(model, out_dir: str | Path) -> Path:
     tmp_c.write_text(json.dumps({"format": FORMAT, "config": model.config.to_dict()}, indent=2, sort_keys=True))
     tmp_w.replace(out / WEIGHTS_FILE)
     tmp_c.replace(out / CONFIG_FILE)
+    (out / WEIGHTS_INDEX_FILE).unlink(missing_ok=True)    # the single file replaces earlier shards
     return out
 
 
@@ -173,21 +200,45 @@ def read_own_config(path: str | Path) -> MotusConfig:
         raise CheckpointError(f"{cfg_path}: bad config ({exc})") from exc
 
 
-def read_own_weights(path: str | Path) -> dict[str, torch.Tensor]:
+def _read_safetensors(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
-    weights, _ = _own_paths(Path(path))
-    if not weights.is_file():
-        raise CheckpointError(f"{path}: no {WEIGHTS_FILE} found")
     try:
         with safe_open(str(weights), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
             tied = json.loads((f.metadata() or {}).get("tied", "{}"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    return state, tied
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The safetensors files of an own-format checkpoint: the shards of the index, or the one file."""
+    p = Path(path)
+    index = p / WEIGHTS_INDEX_FILE if p.is_dir() else None
+    if index is not None and index.is_file():
+        data = _read_json(index)
+        shards = sorted(set((data.get("weight_map") or {}).values()))
+        if not shards:
+            raise CheckpointError(f"{index}: empty weight_map")
+        return [p / name for name in shards]
+    weights, _ = _own_paths(p)
+    return [weights]
+
+
+def read_own_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}
+    for weights in weight_files(path):
+        if not weights.is_file():
+            raise CheckpointError(f"{weights}: missing" if weights.name != WEIGHTS_FILE
+                                  else f"{path}: no {WEIGHTS_FILE} found")
+        part, part_tied = _read_safetensors(weights)
+        state.update(part)
+        tied.update(part_tied)
     for key, source in tied.items():
         if source not in state:
-            raise CheckpointError(f"{weights}: tied weight '{key}' points at missing '{source}'")
+            raise CheckpointError(f"{path}: tied weight '{key}' points at missing '{source}'")
         state[key] = state[source]
     return state
 
@@ -311,6 +362,8 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
     registers] take rows 0 .. chunk + registers and the last row is never read.
     """
     base = base or preset("paper")
+    pretrain = is_pretrain_layout(state)
+
     def shape(key: str) -> tuple[int, ...]:
         if key not in state:
             raise CheckpointError(f"cannot infer the model size: key '{key}' is missing")
@@ -327,6 +380,10 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
     pos_len = shape("action.input_encoder.pos_embedding")[1]
     conventions = OFFICIAL_CONVENTIONS
     chunk = pos_len - 1 - regs - conventions.spare_position_rows
+    robot_dims = {}
+    if pretrain:            # [actions | registers] rows; the finetune layout adds state and registers
+        chunk, regs = pos_len - regs, OFFICIAL_FINETUNE_REGISTERS
+        robot_dims = {"state_dim": base.state_dim, "action_dim": base.action_dim}
     if chunk < 1:
         raise CheckpointError(f"cannot infer the chunk size: the action position table has {pos_len} rows, "
                               f"expected chunk + 2 + registers ({regs}) with chunk >= 1")
@@ -336,13 +393,47 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
         video_ffn_dim=shape("video.wan.blocks.0.ffn.net.0.proj.weight")[0],
         text_dim=shape("video.wan.condition_embedder.text_embedder.linear_1.weight")[1],
         action_hidden=a_dim, action_ffn_dim=shape("action.blocks.0.ffn.0.weight")[0],
-        state_dim=shape("action.input_encoder.state_encoder.0.weight")[1],
-        action_dim=shape("action.input_encoder.action_encoder.0.weight")[1],
+        **(robot_dims or {"state_dim": shape("action.input_encoder.state_encoder.0.weight")[1],
+                          "action_dim": shape("action.input_encoder.action_encoder.0.weight")[1]}),
         num_registers=regs, chunk_size=chunk,
         und_hidden=u_dim, und_ffn_dim=shape("und.blocks.0.ffn.0.weight")[0],
         vlm_hidden=shape("und.vlm_adapter.0.weight")[1],
         conventions=conventions, uniform_shift=OFFICIAL_TRAIN_SHIFT, sampler_shift=1.0,
     ) if vdim == heads * head_dim else _bad_width(vdim, heads, head_dim)
+
+
+def is_pretrain_layout(state: dict[str, torch.Tensor]) -> bool:
+    """An official stage-2 pretrain checkpoint (our key names): action input without a state encoder."""
+    return ("action.input_encoder.action_encoder.0.weight" in state
+            and not any(k.startswith("action.input_encoder.state_encoder.") for k in state))
+
+
+def drop_pretrain_parts(state: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
+    """A pretrain checkpoint without the parts the finetune layout starts fresh (official
+    load_pretrain_weights); report.fresh names them. Other checkpoints pass unchanged."""
+    if not is_pretrain_layout(state):
+        return state
+    report.fresh.extend(p.rstrip(".") for p in PRETRAIN_FRESH)
+    report.ignored.extend(k for k in state if k.startswith(PRETRAIN_SKIPPED))
+    return {k: v for k, v in state.items() if not k.startswith(PRETRAIN_SKIPPED)}
+
+
+def fresh_action_parts(cfg: MotusConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Initial weights of the parts a pretrain checkpoint does not carry (PRETRAIN_FRESH), as a new
+    ActionExpert initialises them (decoder output zeroed, registers N(0, 0.02^2))."""
+    from torch import nn
+
+    from .experts import ActionDecoder, StateActionEncoder
+
+    torch.manual_seed(seed)
+    encoder, decoder = StateActionEncoder(cfg), ActionDecoder(cfg)
+    nn.init.zeros_(decoder.action_head[-1].weight)
+    nn.init.zeros_(decoder.action_head[-1].bias)
+    out = {"action.input_encoder." + k: v for k, v in encoder.state_dict().items()}
+    out.update({"action.decoder." + k: v for k, v in decoder.state_dict().items()})
+    if cfg.num_registers:
+        out["action.registers"] = torch.randn(1, cfg.num_registers, cfg.action_hidden) * 0.02
+    return out
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -407,7 +498,7 @@ def detect_format(path: str | Path) -> str:
     if not p.exists():
         raise CheckpointError(f"{path}: no such file or folder")
     if p.is_dir():
-        if (p / WEIGHTS_FILE).is_file():
+        if (p / WEIGHTS_FILE).is_file() or (p / WEIGHTS_INDEX_FILE).is_file():
             return "motus_ros"
         if (p / OFFICIAL_FILE).is_file():
             return "official"
@@ -461,7 +552,8 @@ def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device:
     else:
         state = official_to_ours(read_official(path), report)
         cfg = _official_config(path, state, config, wan_config, vlm_config)
-        optional = ("vae.", "text_encoder.", "vlm.")
+        state = drop_pretrain_parts(state, report)
+        optional = ("vae.", "text_encoder.", "vlm.") + (PRETRAIN_FRESH if report.fresh else ())
     model = build_model(cfg, device="cpu")
     check_against(model, state, report, optional_prefixes=optional)
     if strict and not report.ok:
@@ -469,7 +561,24 @@ def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device:
     usable = {k: v for k, v in state.items()
               if k not in dict.fromkeys(report.unexpected) and k not in {m[0] for m in report.mismatched}}
     model.load_state_dict(usable, strict=False)
+    if fmt == "motus_ros":
+        _attach_tokenizers(model, path)
     return model.to(device).eval(), report
+
+
+def own_folder(path: str | Path) -> Path:
+    """The folder of an own-format checkpoint given as the folder or its weights file."""
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def _attach_tokenizers(model, path: str | Path) -> None:
+    from .tokenization import TokenizerError, attach_tokenizers
+
+    try:
+        attach_tokenizers(model, own_folder(path))
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 def convert_official(path: str | Path, out_dir: str | Path, config: MotusConfig | None = None,
@@ -501,7 +610,8 @@ def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None, wan_
         raw_count = len(raw)
         state = official_to_ours(raw, report)
         cfg = _official_config(path, state, config, wan_config, vlm_config)
-        optional = ("vae.", "text_encoder.", "vlm.")
+        state = drop_pretrain_parts(state, report)
+        optional = ("vae.", "text_encoder.", "vlm.") + (PRETRAIN_FRESH if report.fresh else ())
     meta = build_model(cfg, device="meta", build_encoders=any(k.startswith(("vae.", "vlm.", "text_encoder.")) for k in state))
     check_against(meta, state, report, optional_prefixes=optional)
     groups: dict[str, int] = {}
@@ -509,9 +619,12 @@ def inspect_checkpoint(path: str | Path, config: MotusConfig | None = None, wan_
         group = key.split(".")[0]
         groups[group] = groups.get(group, 0) + value.numel()
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
-    return {"path": str(path), "format": fmt, "tensors_in_file": raw_count, "tensors_mapped": len(state),
+    layout = ("stage-2 pretrain (action-only): the action input encoder, decoder and registers start fresh; "
+              "fine-tune before use") if report.fresh else "finetune"
+    return {"path": str(path), "format": fmt, "layout": layout, "tensors_in_file": raw_count,
+            "tensors_mapped": len(state),
             "chunk_size": cfg.chunk_size, "conventions": cfg.conventions.describe(),
-            "tokenizer": tokenizer_status(cfg),
+            "tokenizer": tokenizer_status(cfg, own_folder(path) if fmt == "motus_ros" else None),
             "parameters_by_part": groups, "dtypes": dtypes,
             "config": {k: v for k, v in cfg.to_dict().items() if not k.endswith("_config")},
             "report": report.to_dict()}

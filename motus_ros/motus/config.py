@@ -29,6 +29,8 @@ TEXT_CONTEXTS = ("longest", "fixed")
 TIMESTEP_SAMPLINGS = ("logit_normal", "shifted_uniform", "flow_shift")
 VIDEO_LOSSES = ("future_frames", "all_frames")
 ACTION_POSITIONS = ("exact", "spare_row")
+VLM_PROMPTS = ("image_text", "chat_text_image", "chat_image_text")
+TOKENIZER_SOURCES = ("byte", "files")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class Conventions:
                         1 + chunk + registers. "spare_row": one more, never read (official: its
                         ActionExpertConfig.chunk_size already counts the state token and the
                         encoder adds 1 for it again).
+    vlm_prompt          the understanding expert's Qwen3-VL input. "image_text": image tokens then the
+                        instruction, no chat template (project). "chat_text_image": the processor's
+                        chat template over one user message [instruction, image], no generation
+                        prompt (official inference: deploy_policy.py, inference_example.py).
+                        "chat_image_text": [image, instruction] with the generation prompt (the
+                        official training datasets, utils/vlm_utils.py). Without tokenizer files the
+                        byte stand-in keeps the text/image order but has no chat template.
     A config without conventions (checkpoints older than this field) has the project's.
     """
 
@@ -60,11 +69,12 @@ class Conventions:
     timestep_sampling: str = "logit_normal"
     video_loss: str = "future_frames"
     action_positions: str = "exact"
+    vlm_prompt: str = "image_text"
 
     def __post_init__(self) -> None:
         for name, allowed in (("condition_timestep", CONDITION_TIMESTEPS), ("text_context", TEXT_CONTEXTS),
                               ("timestep_sampling", TIMESTEP_SAMPLINGS), ("video_loss", VIDEO_LOSSES),
-                              ("action_positions", ACTION_POSITIONS)):
+                              ("action_positions", ACTION_POSITIONS), ("vlm_prompt", VLM_PROMPTS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"conventions.{name}='{value}', expected one of: {', '.join(allowed)}")
@@ -99,7 +109,8 @@ class Conventions:
 
 PROJECT_CONVENTIONS = Conventions()
 OFFICIAL_CONVENTIONS = Conventions(condition_timestep="shared", text_context="fixed", timestep_sampling="flow_shift",
-                                   video_loss="all_frames", action_positions="spare_row")
+                                   video_loss="all_frames", action_positions="spare_row",
+                                   vlm_prompt="chat_text_image")
 
 
 @dataclass
@@ -146,6 +157,10 @@ class MotusConfig:
     text_kind: str = "umt5"
     text_config: dict[str, Any] = field(default_factory=dict)
     text_max_len: int = 64
+    # Tokenizers: "byte" = ByteTokenizer stand-in (no files); "files" = the Qwen3-VL processor / umT5
+    # tokenizer saved in the checkpoint folder (tokenization.VLM_PROCESSOR_DIR / TEXT_TOKENIZER_DIR).
+    vlm_tokenizer: str = "byte"
+    text_tokenizer: str = "byte"
     # Flow matching.
     num_inference_steps: int = PAPER_INFERENCE_STEPS
     sampler_shift: float = 1.0
@@ -203,6 +218,9 @@ class MotusConfig:
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
         need(self.uniform_shift > 0, f"uniform_shift={self.uniform_shift}, expected > 0")
         need(self.vae_kind in ("wan", "patch"), f"vae_kind='{self.vae_kind}', expected 'wan' or 'patch'")
+        for name in ("vlm_tokenizer", "text_tokenizer"):
+            need(getattr(self, name) in TOKENIZER_SOURCES,
+                 f"{name}='{getattr(self, name)}', expected one of: {', '.join(TOKENIZER_SOURCES)}")
         need(self.vlm_image_size[0] % 32 == 0 and self.vlm_image_size[1] % 32 == 0,
              f"vlm_image_size={self.vlm_image_size}, expected multiples of 32 (patch 16 x merge 2)")
 
@@ -316,10 +334,23 @@ PAPER_VLM = {
 }
 PAPER_TEXT = {"vocab_size": 256384, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24,
               "num_heads": 64, "relative_attention_num_buckets": 32, "feed_forward_proj": "gated-gelu"}
+# Per-channel statistics the Wan 2.2 VAE normalises its 48 latent channels with (latent = (mu - mean)
+# / std). Wan2.2_VAE.pth does not hold them: they are fixed in the Wan 2.2 code and in the public
+# vae/config.json of Wan-AI/Wan2.2-TI2V-5B-Diffusers.
+WAN22_LATENTS_MEAN = [
+    -0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557, -0.1382, 0.0542, 0.2813, 0.0891,
+    0.1570, -0.0098, 0.0375, -0.1825, -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502,
+    -0.2055, -0.0322, 0.1109, 0.1567, -0.0729, 0.0899, -0.2799, -0.1230, -0.0313, -0.1649, 0.0117, 0.0723,
+    -0.2839, -0.2083, -0.0520, 0.3748, 0.0152, 0.1957, 0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667]
+WAN22_LATENTS_STD = [
+    0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013, 0.8158, 1.0344, 0.5894, 1.0901,
+    0.6885, 0.6165, 0.8454, 0.4978, 0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
+    0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093, 0.5709, 0.6065, 0.6415, 0.4944,
+    0.5726, 1.2042, 0.5458, 1.6887, 0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744]
 PAPER_VAE = {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
              "temperal_downsample": [False, True, True], "attn_scales": [], "is_residual": True,
              "in_channels": 12, "out_channels": 12, "patch_size": 2, "scale_factor_spatial": 16,
-             "scale_factor_temporal": 4}
+             "scale_factor_temporal": 4, "latents_mean": WAN22_LATENTS_MEAN, "latents_std": WAN22_LATENTS_STD}
 
 
 def vlm_config_with_rope_theta(vlm_config: dict[str, Any], default: float = QWEN3_VL_ROPE_THETA) -> dict[str, Any]:

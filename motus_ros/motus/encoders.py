@@ -9,9 +9,15 @@ Interfaces (what the model relies on):
 
 Implementations: WanVAE (diffusers AutoencoderKLWan, Wan 2.2 layout), PatchAutoencoder (light,
 parameter-free stand-in used by the `small` preset), Qwen3VLEncoder (transformers Qwen3-VL),
-UMT5TextEncoder (transformers UMT5). Without hub access there are no tokenizer files, so both
-text paths default to ByteTokenizer (UTF-8 bytes as ids), a stand-in for the real Qwen / umT5
-tokenizers; pass `tokenizer=` a Hugging Face tokenizer when real weights are used.
+UMT5TextEncoder (transformers UMT5).
+
+Tokenizers: a checkpoint that carries tokenizer files (config vlm_tokenizer / text_tokenizer
+"files", see tokenization.py) gets transformers' Qwen3-VL processor and the umT5 tokenizer attached
+(set_processor / set_tokenizer); the Qwen3-VL input is then laid out by conventions.vlm_prompt
+(official: chat template, instruction then image) and the umT5 ids are padded to text_max_len under
+conventions.text_context "fixed" (official: text_len 512). Presets and the shipped sim weights have
+no files and keep ByteTokenizer (UTF-8 bytes as ids), a stand-in meaningful only for weights
+trained with it.
 """
 from __future__ import annotations
 
@@ -110,15 +116,18 @@ class PatchAutoencoder(nn.Module):
 class Qwen3VLEncoder(nn.Module):
     """Last hidden layer of a (frozen) transformers Qwen3-VL for one image + instruction per sample.
 
-    Images are patchified here (no torchvision / processor files needed) in the Qwen2-VL processor
-    layout: 16x16 patches, temporal patch 2 (the still image repeated), 2x2 merge order.
+    With a processor attached (set_processor: transformers' Qwen3-VL processor from the checkpoint's
+    files) the input is what the official code feeds: the processor's tokenizer, image processor and
+    chat template, laid out by `prompt` (conventions.vlm_prompt). Without one, images are patchified
+    here in the Qwen2-VL processor layout (16x16 patches, temporal patch 2 = the still image
+    repeated, 2x2 merge order) and the instruction goes through ByteTokenizer.
     """
 
     MEAN = 0.5  # Qwen3-VL image processor: image_mean = image_std = 0.5 on [0,1] pixels
     STD = 0.5
 
     def __init__(self, vlm_config: dict[str, Any], image_size: tuple[int, int], max_text: int = 64,
-                 tokenizer: Any = None):
+                 tokenizer: Any = None, prompt: str = "image_text"):
         super().__init__()
         from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
@@ -131,7 +140,14 @@ class Qwen3VLEncoder(nn.Module):
         self.start_id, self.end_id = cfg.vision_start_token_id, cfg.vision_end_token_id
         self.tokenizer = tokenizer or ByteTokenizer(first_id=4, max_len=max_text)
         self.max_text = max_text
+        self.prompt = prompt
+        self.processor: Any = None
         self.requires_grad_(False)
+
+    def set_processor(self, processor: Any) -> None:
+        """Use transformers' Qwen3-VL processor (tokenizer + image processor + chat template)."""
+        processor.tokenizer.padding_side = "right"     # as the official batching: pads after the tokens
+        self.processor = processor
 
     @property
     def hidden_size(self) -> int:
@@ -151,11 +167,46 @@ class Qwen3VLEncoder(nn.Module):
         grid = torch.tensor([[1, gh, gw]] * b, dtype=torch.long, device=images.device)
         return pixel_values, grid
 
+    def prompt_text(self, instruction: str) -> str:
+        """The processor text of one sample (its image placeholder expanded by the processor)."""
+        p = self.processor
+        if self.prompt == "image_text":
+            return p.vision_start_token + p.image_token + p.vision_end_token + instruction
+        text_part, image_part = {"type": "text", "text": instruction}, {"type": "image"}
+        first_text = self.prompt == "chat_text_image"
+        content = [text_part, image_part] if first_text else [image_part, text_part]
+        return p.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                     add_generation_prompt=not first_text)
+
+    def processor_inputs(self, images: torch.Tensor, instructions: list[str]) -> dict[str, torch.Tensor]:
+        """images [B,3,H,W] in [-1,1] + instructions -> the processor's input_ids [B,L] (right padded),
+        attention_mask [B,L], pixel_values [patches, C*tp*p*p], image_grid_thw [B,3]."""
+        x = images.float()
+        if tuple(x.shape[-2:]) != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=True)
+        # The official code hands the processor the uint8 condition frame.
+        pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()  # [B,H,W,3]
+        enc = self.processor(text=[self.prompt_text(t) for t in instructions], images=list(pixels),
+                             return_tensors="pt", padding=True)
+        dev = images.device
+        return {"input_ids": enc["input_ids"].to(dev), "attention_mask": enc["attention_mask"].to(dev),
+                "pixel_values": enc["pixel_values"].to(dev), "image_grid_thw": enc["image_grid_thw"].to(dev)}
+
+    def byte_ids(self, instructions: list[str], n_img: int) -> list[list[int]]:
+        """ByteTokenizer rows in the prompt's order (no chat template without tokenizer files)."""
+        image = [self.start_id] + [self.image_token_id] * n_img + [self.end_id]
+        texts = [_hf_tokenize(self.tokenizer, text, self.max_text) for text in instructions]
+        if self.prompt == "chat_text_image":
+            return [t + image for t in texts]
+        return [image + t for t in texts]
+
     def forward(self, images: torch.Tensor, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.processor is not None:
+            inp = self.processor_inputs(images, list(instructions))
+            return self.features(**inp), inp["attention_mask"].bool()
         pixel_values, grid = self.patchify(images)
         n_img = int(grid[0].prod()) // (self.merge ** 2)
-        rows = [[self.start_id] + [self.image_token_id] * n_img + [self.end_id]
-                + _hf_tokenize(self.tokenizer, text, self.max_text) for text in instructions]
+        rows = self.byte_ids(list(instructions), n_img)
         length = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), length, dtype=torch.long, device=images.device)
         mask = torch.zeros(len(rows), length, dtype=torch.long, device=images.device)
@@ -178,30 +229,57 @@ class Qwen3VLEncoder(nn.Module):
 
 # Text ---------------------------------------------------------------------------------------------
 class UMT5TextEncoder(nn.Module):
-    """umT5 encoder (transformers UMT5EncoderModel), pad positions zeroed as Wan does."""
+    """umT5 encoder (transformers UMT5EncoderModel), pad positions zeroed as Wan does.
 
-    def __init__(self, text_config: dict[str, Any], max_len: int = 64, tokenizer: Any = None):
+    With the umT5 tokenizer attached (set_tokenizer) the instruction is cleaned as the official code
+    does (tokenization.clean_instruction), tokenized with its special tokens, and, when
+    `fixed_length` (conventions.text_context "fixed"), padded (or cut) to max_len = text_len like the
+    official T5EncoderModel; otherwise padded to the batch's longest. ByteTokenizer rows are padded
+    to the longest (the model pads the states afterwards).
+    """
+
+    def __init__(self, text_config: dict[str, Any], max_len: int = 64, tokenizer: Any = None,
+                 fixed_length: bool = False):
         super().__init__()
         from transformers import UMT5Config, UMT5EncoderModel
 
         self.model = UMT5EncoderModel(UMT5Config(**text_config))
         self.tokenizer = tokenizer or ByteTokenizer(first_id=4, max_len=max_len)
         self.max_len = max_len
+        self.fixed_length = fixed_length
         self.requires_grad_(False)
+
+    def set_tokenizer(self, tokenizer: Any) -> None:
+        """Use a Hugging Face umT5 tokenizer."""
+        tokenizer.padding_side = "right"
+        self.tokenizer = tokenizer
 
     @property
     def hidden_size(self) -> int:
         return self.model.config.d_model
 
-    def forward(self, instructions: list[str]) -> torch.Tensor:
+    def token_ids(self, instructions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids [B,L] and attention mask [B,L] (long) of the instructions."""
+        if not isinstance(self.tokenizer, ByteTokenizer):
+            from .tokenization import clean_instruction
+
+            enc = self.tokenizer([clean_instruction(t) for t in instructions],
+                                 padding="max_length" if self.fixed_length else "longest", truncation=True,
+                                 max_length=self.max_len, add_special_tokens=True, return_tensors="pt")
+            return enc["input_ids"].long(), enc["attention_mask"].long()
         rows = [_hf_tokenize(self.tokenizer, t, self.max_len) for t in instructions]
         length = max(len(r) for r in rows)
-        device = next(self.model.parameters()).device
-        ids = torch.zeros(len(rows), length, dtype=torch.long, device=device)
-        mask = torch.zeros(len(rows), length, dtype=torch.long, device=device)
+        ids = torch.zeros(len(rows), length, dtype=torch.long)
+        mask = torch.zeros(len(rows), length, dtype=torch.long)
         for i, r in enumerate(rows):
-            ids[i, : len(r)] = torch.tensor(r, device=device)
+            ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
+        return ids, mask
+
+    def forward(self, instructions: list[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        ids, mask = self.token_ids(list(instructions))
+        ids, mask = ids.to(device), mask.to(device)
         hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         return hidden * mask.unsqueeze(-1)
 
@@ -213,17 +291,21 @@ def build_encoders(cfg: MotusConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
     else:
         vae = PatchAutoencoder(cfg.vae_spatial, cfg.vae_temporal, cfg.latent_channels)
     vae.requires_grad_(False)
-    vlm = Qwen3VLEncoder(cfg.vlm_config, cfg.vlm_image_size, max_text=cfg.text_max_len)
-    text = UMT5TextEncoder(cfg.text_config, max_len=cfg.text_max_len)
+    vlm = Qwen3VLEncoder(cfg.vlm_config, cfg.vlm_image_size, max_text=cfg.text_max_len,
+                         prompt=cfg.conventions.vlm_prompt)
+    text = UMT5TextEncoder(cfg.text_config, max_len=cfg.text_max_len,
+                           fixed_length=cfg.conventions.text_context == "fixed")
     for name, got, want in (("vlm_hidden", vlm.hidden_size, cfg.vlm_hidden), ("text_dim", text.hidden_size, cfg.text_dim)):
         if got != want:
             raise ValueError(f"MotusConfig.{name}={want} but the encoder config gives width {got}")
     return vae, vlm, text
 
 
-def tokenizer_status(cfg: MotusConfig) -> str:
-    """One line saying which tokenizers the VLM and the text encoder of `cfg` use."""
-    return "byte tokenizer (no tokenizer files)"
+def tokenizer_status(cfg: MotusConfig, folder=None) -> str:
+    """One line saying which tokenizers the VLM and the text encoder of `cfg` use (see tokenization)."""
+    from .tokenization import tokenizer_status as status
+
+    return status(cfg, folder)
 
 
 TokenizerFn = Callable[[str], list[int]]

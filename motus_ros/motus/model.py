@@ -97,6 +97,7 @@ class Motus(nn.Module):
             self.vae, self.vlm, self.text_encoder = _build(config)
         else:
             self.vae = self.vlm = self.text_encoder = None
+        self.tokenizer_folder = None  # checkpoint folder whose tokenizer files are attached (tokenization.py)
         self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self.text_encoder_calls = 0   # counts umT5 forwards (tests check text is encoded once)
 

@@ -114,6 +114,9 @@ class PolicyNode(Node):
         self.last_reason = "configured"
         self.get_logger().info(f"policy loaded: preset {p['preset']}, mode {self.mode.upper()}, "
                                f"device {p['device']}, backend {p['backend']}")
+        tokenizer_status = getattr(policy, "tokenizer_status", None)   # test doubles may lack it
+        if callable(tokenizer_status):
+            self.get_logger().info(f"tokenizers: {tokenizer_status()}")
 
     def activate(self) -> None:
         if self.worker is None:

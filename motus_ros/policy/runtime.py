@@ -78,6 +78,13 @@ class MotusPolicy:
         self.set_mode(mode, steps)
         self.reset()
 
+    def tokenizer_status(self) -> str:
+        """One line naming the tokenizers in use (Qwen3-VL processor / umT5 files, or the byte
+        stand-in of presets without tokenizer files), for the start-up log."""
+        from motus_ros.motus.tokenization import model_tokenizer_status
+
+        return model_tokenizer_status(self.model)
+
     # Control ------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Re-seed the noise generator (the same seed replays the same outputs)."""

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from motus_ros.data.episode import file_sha256
+from motus_ros.motus.tokenization import PROJECT_TOKENIZERS, tokenizer_fingerprint
 
 from .dataset import Dataset, Window, window_arrays
 
@@ -71,6 +72,9 @@ def cache_key(dataset: Dataset, model) -> tuple[str, dict]:
                      "chunk": cfg.chunk_size, "vae_kind": cfg.vae_kind, "vlm_image_size": list(cfg.vlm_image_size),
                      "text_max_len": cfg.text_max_len},
     }
+    tokenizers = tokenizer_fingerprint(model)
+    if tokenizers != PROJECT_TOKENIZERS:      # keys of caches made with the byte stand-in stay as they were
+        inputs["tokenizers"] = tokenizers
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
     return key, inputs
 

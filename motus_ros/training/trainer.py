@@ -342,12 +342,15 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
     `overrides` (e.g. loss weights); an override that changes a weight's shape is refused."""
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
+    from motus_ros.motus.tokenization import attach_tokenizers
 
     loaded, _ = load_checkpoint(path, config=preset_config, device="cpu")
     if not overrides:
         return loaded.train()
     mcfg = loaded.config.with_overrides(overrides)
     model = build_model(mcfg, device="cpu", seed=seed)
+    if loaded.tokenizer_folder is not None:
+        attach_tokenizers(model, loaded.tokenizer_folder)
     mine, theirs = model.state_dict(), loaded.state_dict()
     changed = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
     if changed or mine.keys() != theirs.keys():

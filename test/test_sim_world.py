@@ -121,14 +121,3 @@ def test_insertion_scene_has_peg_and_socket():
     finally:
         w.close()
 
-
-def test_gripper_reading_stays_in_its_travel_and_holding_keeps_the_raw_finger(world):
-    from motus_ros.layout import GRIPPER_INDICES
-
-    world.reset(seed=0)
-    world.data.qpos[6] -= 0.02                        # finger pushed past "closed" (soft limit)
-    raw = sw.qpos16_to_layout(world.data.qpos[:16])
-    assert raw[GRIPPER_INDICES[0]] < 0.0
-    assert world.qpos()[GRIPPER_INDICES[0]] == 0.0    # a gripper reports within its travel
-    assert world.hold_targets()[GRIPPER_INDICES[0]] == raw[GRIPPER_INDICES[0]]
-    world.reset(seed=0)

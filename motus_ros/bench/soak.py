@@ -34,8 +34,11 @@ Printed JSON: the four counts that must be 0 --
   commands_outside_limits  JointState commands the chunk executor published on
                            /motus/joint_command with a value outside the calibration limits (or
                            non-finite / wrong size); the injected garbage is not counted
-  joints_beyond_limits     /puppet/joint_states messages with a joint beyond its limit by more
-                           than --limit-tolerance
+  joints_beyond_limits     /puppet/joint_states messages with an arm joint beyond its limit by
+                           more than --limit-tolerance (gripper readings are reported beside, as
+                           gripper_readings_outside_range: the sim measures the gripper on one
+                           finger whose slide joint has soft limits, so a squeezed cube pushes the
+                           reading past 0 or 1 while every gripper command stays in range)
   unreadable_bags          bag folders with an MCAP file that the independent `mcap` reader
                            cannot read (make_reader + iter_messages), read after the recorder
                            closed them
@@ -185,6 +188,7 @@ class SoakMonitor(GraphMonitor):
         self.command_trace: list[tuple[float, float, np.ndarray]] = []
         self.joint_states = 0
         self.joints_beyond = 0
+        self.gripper_outside = 0
         self.beyond_events: list[tuple[float, int, float]] = []   # (wall time, joint, value), first 2000
         self.max_excess = np.zeros(len(self.lower))
         self.malformed_states = 0
@@ -223,7 +227,7 @@ class SoakMonitor(GraphMonitor):
             self.policy_chunks_wall.append(time.monotonic())
 
     def _on_state(self, msg) -> None:
-        from motus_ros.layout import JOINT_NAMES
+        from motus_ros.layout import GRIPPER_INDICES, JOINT_NAMES
 
         q = np.asarray(msg.position, dtype=np.float64)
         with self._lock:
@@ -236,11 +240,16 @@ class SoakMonitor(GraphMonitor):
             excess = np.maximum(self.lower - q, q - self.upper)
             excess = np.where(np.isfinite(excess), excess, np.inf)
             self.max_excess = np.maximum(self.max_excess, excess)
-            if np.any(excess > self.tolerance):
+            beyond = excess > self.tolerance
+            self.beyond_by_joint += beyond                 # every joint, grippers included
+            if np.any(beyond[list(GRIPPER_INDICES)]):
+                self.gripper_outside += 1
+            arm_excess = excess.copy()
+            arm_excess[list(GRIPPER_INDICES)] = -np.inf
+            if np.any(arm_excess > self.tolerance):
                 self.joints_beyond += 1
-                self.beyond_by_joint += excess > self.tolerance
                 if len(self.beyond_events) < 2000:
-                    i = int(np.argmax(excess))
+                    i = int(np.argmax(arm_excess))
                     self.beyond_events.append((self.states[-1][0], i, float(q[i])))
 
     def _on_command(self, msg) -> None:
@@ -986,6 +995,7 @@ class Soak:
             "driver_restarts": driver_restarts,
             "commands_outside_limits": m.commands_outside,
             "joints_beyond_limits": m.joints_beyond,
+            "gripper_readings_outside_range": m.gripper_outside,
             "unreadable_bags": self.bag["unreadable"],
             "fault_to_report_s": latency,
             "recovery_s": recovery,

@@ -231,13 +231,13 @@ class SimArmBackend(ArmBackend):
         with self._lock:
             self._enabled = False
             if self.world is not None:
-                self._target = self.world.hold_targets()  # simulated motors hold where they are
+                self._target = self.world.qpos()  # simulated motors hold where they are
 
     def emergency_stop(self) -> None:
         with self._lock:
             self._estopped = True
             if self.world is not None:
-                self._target = self.world.hold_targets()
+                self._target = self.world.qpos()
 
     def close(self) -> None:
         self._stop.set()

@@ -65,6 +65,20 @@ class MessageCollector:
             return matching()
 
 
+def wait_for_status(collector: MessageCollector, name: str, predicate: Callable[[int, str, dict], bool],
+                    timeout: float = 10.0) -> tuple[int, str, dict]:
+    """(level, message, values) of the first /diagnostics status `name` for which
+    predicate(level, message, values) holds, from a DiagnosticArray collector."""
+    def parse(msg):
+        for st in msg.status:
+            if st.name == name:
+                return st.level[0], st.message, {kv.key: kv.value for kv in st.values}
+        return None
+    msgs = collector.wait_for(1, timeout=timeout,
+                              predicate=lambda m: (p := parse(m)) is not None and predicate(*p))
+    return parse(msgs[-1])
+
+
 class RosHarness:
     """Owns a test node and an executor thread; nodes under test can be added to it."""
 

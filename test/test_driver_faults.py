@@ -22,7 +22,7 @@ from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import DOF, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
 from motus_ros.nodes.chunk_executor_node import LATCHED
-from ros_harness import wait_until
+from ros_harness import wait_for_status, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -42,15 +42,7 @@ def command(positions, names=JOINT_NAMES) -> JointState:
 
 
 def driver_status(collector, predicate, timeout=10.0):
-    """(level, message, values) of the newest 'arm_driver: safety' status matching predicate."""
-    def parse(msg):
-        for st in msg.status:
-            if st.name == "arm_driver: safety":
-                return st.level[0], st.message, {kv.key: kv.value for kv in st.values}
-        return None
-    msgs = collector.wait_for(1, timeout=timeout,
-                              predicate=lambda m: (p := parse(m)) is not None and predicate(*p))
-    return parse(msgs[-1])
+    return wait_for_status(collector, "arm_driver: safety", predicate, timeout)
 
 
 def test_watchdog_trip_then_bad_commands_then_estop_in_one_node(ros):

@@ -22,7 +22,7 @@ from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import CHUNK_SIZE, DOF, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
 from motus_ros.nodes.chunk_executor_node import LATCHED, SIM_EPISODE_TOPIC, ChunkExecutorNode
-from ros_harness import wait_until
+from ros_harness import wait_for_status, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -37,14 +37,7 @@ def chunk_msg(stamp, target, chunk_id):
 
 
 def executor_status(collector, predicate, timeout=10.0):
-    def parse(msg):
-        for st in msg.status:
-            if st.name == "chunk_executor":
-                return st.level[0], st.message, {kv.key: kv.value for kv in st.values}
-        return None
-    msgs = collector.wait_for(1, timeout=timeout,
-                              predicate=lambda m: (p := parse(m)) is not None and predicate(*p))
-    return parse(msgs[-1])
+    return wait_for_status(collector, "chunk_executor", predicate, timeout)
 
 
 class FakePolicyPublisher:

@@ -48,16 +48,14 @@ class GraphMonitor:
                 raise
 
     def _subscribe_chunks_and_episodes(self) -> None:
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
         from std_msgs.msg import UInt32  # noqa: PLC0415
 
         from motus_msgs.msg import ActionChunk  # noqa: PLC0415
         from motus_ros.layout import TOPICS  # noqa: PLC0415
+        from motus_ros.qos import LATCHED  # noqa: PLC0415
 
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
-        self.node.create_subscription(UInt32, "/sim/episode", self._on_episode, latched)
+        self.node.create_subscription(UInt32, TOPICS["sim_episode"], self._on_episode, LATCHED)
 
     def _on_chunk(self, msg) -> None:
         with self._lock:

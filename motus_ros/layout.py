@@ -47,7 +47,8 @@ TOPICS = {
     "wm_future": "/motus/wm/predicted_future",
     "markers": "/motus/markers",
     "task_success": "/sim/task_success",
-    "episode_start": "/sim/episode_start",
+    "sim_episode": "/sim/episode",            # std_msgs/UInt32, latched: sent at every reset
+    "episode_start": "/sim/episode_start",    # std_msgs/Header, latched: the episode's first state
     "arm_enabled": "/arm/enabled",
 }
 SERVICES = {

@@ -1,4 +1,4 @@
-"""QoS of camera images, shared by every publisher and subscriber of them.
+"""QoS profiles shared by publishers and subscribers: camera images, and latched state topics.
 
 Measured here (`motus-ros bench perception`, Fast DDS from the Kilted wheels, LARGE_DATA
 transports, 2 loaded cores): three 640x480 rgb8 streams at 30 Hz between two processes arrived
@@ -11,10 +11,14 @@ publishes best effort (a reliable subscriber never matches a best-effort publish
 """
 from __future__ import annotations
 
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 IMAGE_RELIABILITY = ("reliable", "best_effort")
 IMAGE_DEPTH = 5
+# A state topic sent on change (the sim's episode, /arm/enabled, the latest predicted future):
+# keep the newest message for subscribers that join later.
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def image_qos(reliability: str = "reliable") -> QoSProfile:

@@ -166,13 +166,13 @@ class SoakMonitor(GraphMonitor):
     def __init__(self, limits, tolerance: float):
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Bool
 
         from motus_msgs.msg import ActionChunk
         from motus_ros.layout import TOPICS, camera_image_topic
-        from motus_ros.qos import image_qos
+        from motus_ros.qos import LATCHED, image_qos
 
         # Everything the callbacks touch exists before the base class starts spinning.
         self.lower = np.asarray(limits.lower, dtype=np.float64)
@@ -206,9 +206,7 @@ class SoakMonitor(GraphMonitor):
         n.create_subscription(JointState, TOPICS["joint_states"], self._on_state, reliable)
         n.create_subscription(JointState, TOPICS["joint_command"], self._on_command, reliable)
         n.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 100)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        n.create_subscription(Bool, TOPICS["arm_enabled"], self._on_arm_enabled, latched)
+        n.create_subscription(Bool, TOPICS["arm_enabled"], self._on_arm_enabled, LATCHED)
         source = camera_image_topic(RELAY_CAMERA)
         self.relay_pub = n.create_publisher(Image, RELAY_PREFIX + source, image_qos())
         # Its own callback group: a frame is not held up behind the other callbacks (the

@@ -78,8 +78,7 @@ class ConvertConfig:
     val_fraction: float = 0.1
     seed: int = 0
     time_source: str = "auto"  # auto | header | log
-    # std_msgs/Header marking an episode reset (hardware.sim_backend.SIM_TOPICS["episode_start"])
-    episode_start_topic: str = "/sim/episode_start"
+    episode_start_topic: str = layout.TOPICS["episode_start"]   # std_msgs/Header: an episode reset
     compress: bool = True
     min_steps: int = 2
 

@@ -243,23 +243,24 @@ class PiperArmBackend(ArmBackend):
                                                           self._last_sent.get(channel), OWN_ECHO_S):
                 self._foreign_at[channel] = now
 
+    def _recent_writes(self, channel: str, now: float) -> collections.deque:
+        """write() times on `channel` within the last RATE_WINDOW_S (caller holds _lock)."""
+        times = self._writes[channel]
+        while times and times[0] < now - RATE_WINDOW_S:
+            times.popleft()
+        return times
+
     def _sent(self, channel: str, write: bool = False) -> None:
         """Record a control frame (0x151/0x155-0x157/0x159) sent on `channel`."""
         now = time.monotonic()
         with self._lock:
             self._last_sent[channel] = now
             if write:
-                times = self._writes[channel]
-                times.append(now)
-                while times and times[0] < now - RATE_WINDOW_S:
-                    times.popleft()
+                self._recent_writes(channel, now).append(now)
 
     def _command_hz(self, channel: str, now: float) -> float:
         with self._lock:
-            times = self._writes[channel]
-            while times and times[0] < now - RATE_WINDOW_S:
-                times.popleft()
-            return len(times) / RATE_WINDOW_S
+            return len(self._recent_writes(channel, now)) / RATE_WINDOW_S
 
     # -- state -----------------------------------------------------------------------------------
     def _raw(self, joints_mdeg: Sequence[list[int]], grippers_um: Sequence[int]) -> np.ndarray:

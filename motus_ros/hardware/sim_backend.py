@@ -85,8 +85,8 @@ SIM_TOPICS = {
     "task_success": TOPICS.get("task_success", "/sim/task_success"),
     "reward": "/sim/reward",
     "object_poses": "/sim/object_poses",
-    "episode": "/sim/episode",
-    "episode_start": "/sim/episode_start",
+    "episode": TOPICS["sim_episode"],
+    "episode_start": TOPICS["episode_start"],
     "reset": "/sim/reset",
 }
 
@@ -389,24 +389,22 @@ class SimArmBackend(ArmBackend):
     def attach(self, node) -> None:
         """Add /clock, cameras, task status topics and the /sim/reset service to `node`."""
         from geometry_msgs.msg import PoseArray
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
         from std_msgs.msg import Bool, Float64, Header, UInt32
         from std_srvs.srv import Trigger
 
         from motus_ros.cameras.calibration import resolve_intrinsics
         from motus_ros.cameras.publisher import CameraPublisher
+        from motus_ros.qos import LATCHED
 
         self._node = node
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         pubs = {
             "clock": node.create_publisher(Clock, SIM_TOPICS["clock"], 10),
             "task_success": node.create_publisher(Bool, SIM_TOPICS["task_success"], 10),
             "reward": node.create_publisher(Float64, SIM_TOPICS["reward"], 10),
             "object_poses": node.create_publisher(PoseArray, SIM_TOPICS["object_poses"], 10),
-            "episode": node.create_publisher(UInt32, SIM_TOPICS["episode"], latched),
-            "episode_start": node.create_publisher(Header, SIM_TOPICS["episode_start"], latched),
+            "episode": node.create_publisher(UInt32, SIM_TOPICS["episode"], LATCHED),
+            "episode_start": node.create_publisher(Header, SIM_TOPICS["episode_start"], LATCHED),
         }
         self._msg_types = {"clock": Clock, "bool": Bool, "float": Float64, "poses": PoseArray,
                            "uint": UInt32, "header": Header}

@@ -34,7 +34,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -164,18 +164,25 @@ def wan_vae_config(state: dict[str, torch.Tensor], path: Path) -> dict[str, Any]
             "latents_mean": list(WAN22_LATENTS_MEAN), "latents_std": list(WAN22_LATENTS_STD)}
 
 
+def _map_keys(state: dict[str, torch.Tensor], path: Path, rename: Callable[[str], str | None],
+              prefix: str, layout: str, origin: dict[str, str] | None) -> dict[str, torch.Tensor]:
+    """Every key of a released file renamed to prefix + rename(key); AssembleError naming the
+    first key that `rename` does not know. `origin` receives our key -> the file's key."""
+    out = {}
+    for key, value in state.items():
+        new = rename(key)
+        if new is None:
+            raise AssembleError(f"{path}: unexpected key '{key}'; expected the {layout} layout")
+        out[prefix + new] = value
+        if origin is not None:
+            origin[prefix + new] = key
+    return out
+
+
 def map_wan_vae(state: dict[str, torch.Tensor], path: Path,
                 origin: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
     """Wan2.2_VAE.pth -> our keys (vae.vae.*); `origin` receives our key -> the file's key."""
-    out = {}
-    for key, value in state.items():
-        new = wan_vae_key(key)
-        if new is None:
-            raise AssembleError(f"{path}: unexpected key '{key}'; expected the Wan 2.2 VAE layout")
-        out["vae.vae." + new] = value
-        if origin is not None:
-            origin["vae.vae." + new] = key
-    return out
+    return _map_keys(state, path, wan_vae_key, "vae.vae.", "Wan 2.2 VAE", origin)
 
 
 # umT5 encoder: original Wan T5Encoder names -> transformers UMT5EncoderModel ------------------------
@@ -224,14 +231,7 @@ def map_umt5(state: dict[str, torch.Tensor], path: Path,
              origin: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
     """Original umT5 encoder -> our keys (text_encoder.model.*); the embedding is tied. `origin`
     receives our key -> the file's key."""
-    out = {}
-    for key, value in state.items():
-        new = umt5_key(key)
-        if new is None:
-            raise AssembleError(f"{path}: unexpected key '{key}'; expected the Wan umT5 encoder layout")
-        out["text_encoder.model." + new] = value
-        if origin is not None:
-            origin["text_encoder.model." + new] = key
+    out = _map_keys(state, path, umt5_key, "text_encoder.model.", "Wan umT5 encoder", origin)
     shared = out.get("text_encoder.model.shared.weight")
     if shared is not None:
         out["text_encoder.model.encoder.embed_tokens.weight"] = shared

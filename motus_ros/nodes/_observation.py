@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
@@ -17,7 +17,7 @@ from motus_ros.motus.backends import BackendUnavailable
 from motus_ros.params import Param, ParameterError
 from motus_ros.policy.modes import mode_id
 from motus_ros.policy.sync import STATE, ObservationSync, SyncResult, state_vector
-from motus_ros.qos import IMAGE_RELIABILITY, image_qos
+from motus_ros.qos import IMAGE_RELIABILITY, LATCHED, image_qos
 
 # Parameters shared by the nodes that run Motus (policy, world model): the model ...
 MODEL_PARAMS = [
@@ -41,8 +41,7 @@ INPUT_PARAMS = [
 
 # Predicted futures are published rarely (one per chunk or rollout) and are worth seeing late: keep
 # the latest one for subscribers that join afterwards (RViz, `motus-ros snapshot`).
-PREDICTION_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+PREDICTION_QOS = LATCHED
 
 
 def stamp_seconds(stamp) -> float:

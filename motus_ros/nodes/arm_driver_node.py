@@ -23,7 +23,6 @@ import threading
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
@@ -39,6 +38,7 @@ from motus_ros.hardware.registry import BACKENDS, backend_class
 from motus_ros.layout import ARM_JOINTS, JOINT_NAMES, LEFT_SLICE, RIGHT_SLICE, SERVICES, TOPICS
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
+from motus_ros.qos import LATCHED
 
 PARAMS = [
     Param("backend", "mock", "arm backend", choices=tuple(BACKENDS)),
@@ -85,9 +85,7 @@ PARAMS = [
 
 STATE_HISTORY = 100  # joint-state publishers' keep-last depth (see __init__)
 RATE_WARN_FRACTION = 0.9   # achieved tick rate below this fraction of rate_hz: WARN
-# /arm/enabled is latched: a node that starts later (the executor) still learns the state.
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 AGILEX_JOINT_NAMES = [f"joint{i}" for i in range(ARM_JOINTS + 1)]   # cobot_magic: joint0..joint6
 
 
@@ -142,6 +140,7 @@ class ArmDriverNode(Node):
                             callback_group=self._group)
         self.create_service(Trigger, SERVICES["release_emergency_stop"], self._srv_release_estop,
                             callback_group=self._group)
+        # Latched: a node that starts later (the executor) still learns the state.
         self.enabled_pub = self.create_publisher(Bool, TOPICS["arm_enabled"], LATCHED)
         self._published_enabled: bool | None = None
         self.diag = DiagnosticsPublisher(self)

@@ -18,7 +18,6 @@ from collections import Counter
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, UInt32
@@ -31,6 +30,7 @@ from motus_ros.execution.chunks import (ACT_ENSEMBLE_DECAY, STRATEGIES, ChunkErr
 from motus_ros.layout import CONTROL_RATE_HZ, DOF, GRIPPER_INDICES, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, declare_parameters
+from motus_ros.qos import LATCHED
 
 PARAMS = [
     Param("control_rate_hz", CONTROL_RATE_HZ, "command rate (Hz)", min=1.0, max=1000.0),
@@ -54,9 +54,6 @@ PARAMS = [
     Param("diagnostics_period", 1.0, "period of /diagnostics (s)", min=0.05, max=60.0),
 ]
 CONTROL_MODES = (InferenceMode.VLA, InferenceMode.JOINT)
-SIM_EPISODE_TOPIC = "/sim/episode"   # std_msgs/UInt32, latched by the sim at every reset
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class ChunkExecutorNode(Node):
@@ -80,7 +77,7 @@ class ChunkExecutorNode(Node):
                                  callback_group=group)
         self.create_subscription(Bool, TOPICS["arm_enabled"], self._on_arm_enabled, LATCHED,
                                  callback_group=group)
-        self.create_subscription(UInt32, SIM_EPISODE_TOPIC, self._on_sim_episode, LATCHED,
+        self.create_subscription(UInt32, TOPICS["sim_episode"], self._on_sim_episode, LATCHED,
                                  callback_group=group)
         self.create_service(Trigger, SERVICES["executor_reset"], self._srv_reset, callback_group=group)
         self.create_timer(1.0 / self.p["control_rate_hz"], self._tick, callback_group=group)

@@ -16,7 +16,6 @@ import threading
 import numpy as np
 from geometry_msgs.msg import PoseArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, UInt32
 
@@ -24,6 +23,7 @@ from motus_ros.diagnostics import OK, WARN, DiagnosticsPublisher, status
 from motus_ros.layout import CONTROL_RATE_HZ, JOINT_NAMES, TOPICS
 from motus_ros.nodes._run import run_node
 from motus_ros.params import Param, declare_parameters
+from motus_ros.qos import LATCHED
 from motus_ros.sim.scripted_expert import EPISODE_STEPS, ScriptedExpert
 from motus_ros.sim.world import TASKS
 
@@ -35,7 +35,7 @@ PARAMS = [
     Param("episode_steps", EPISODE_STEPS, "length of the script in 0.02 s control steps",
           min=1, max=100000),
     Param("object_poses_topic", "/sim/object_poses", "object poses from the simulation"),
-    Param("episode_topic", "/sim/episode", "episode number from the simulation (restarts the expert)"),
+    Param("episode_topic", TOPICS["sim_episode"], "episode number from the simulation (restarts the expert)"),
     Param("diagnostics_period_s", 1.0, "seconds between /diagnostics reports", min=0.05, max=600.0),
 ]
 
@@ -59,9 +59,7 @@ class TeleopExpertNode(Node):
         # Deep keep-last history so a lagging recorder catches up instead of losing states.
         self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"], 100)
         self.done_pub = self.create_publisher(Bool, "~/episode_done", 10)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.create_subscription(UInt32, self.p["episode_topic"], self._on_episode, latched)
+        self.create_subscription(UInt32, self.p["episode_topic"], self._on_episode, LATCHED)
         self.create_subscription(PoseArray, self.p["object_poses_topic"], self._on_poses, 10)
         self.diag = DiagnosticsPublisher(self)
         self.create_timer(1.0 / self.p["rate_hz"], self._tick)

@@ -67,7 +67,7 @@ class MessageCollector:
 
 def wait_for_status(collector: MessageCollector, name: str, predicate: Callable[[int, str, dict], bool],
                     timeout: float = 10.0) -> tuple[int, str, dict]:
-    """(level, message, values) of the first /diagnostics status `name` for which
+    """(level, message, values) of the newest /diagnostics status `name` for which
     predicate(level, message, values) holds, from a DiagnosticArray collector."""
     def parse(msg):
         for st in msg.status:

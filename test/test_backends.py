@@ -21,12 +21,12 @@ from motus_ros.motus.backends import compiled as compiled_mod
 from motus_ros.motus.backends.onnx_export import (ONNX_FILE, SIDECAR_FILE, Sidecar, SidecarMismatch, ensure_export,
                                                   export_step_onnx)
 from motus_ros.motus.backends.onnxruntime_backend import OnnxRuntimeBackend
-from motus_ros.motus.backends.step_network import StepNetwork, example_inputs
+from motus_ros.motus.backends.step_network import example_inputs
 from motus_ros.motus.backends.tensorrt_backend import plan_engine, profile_shapes, require_tensorrt
 from motus_ros.motus.backends.torch_backend import TorchBackend
 from motus_ros.motus.config import preset
 from motus_ros.motus.model import MODES, build_model
-from model_inputs import random_inputs
+from model_inputs import random_inputs, step_network_and_denoise
 
 torch.set_num_threads(2)
 ATOL = 1e-4
@@ -83,15 +83,7 @@ def eager(model, inputs):
 
 
 def test_step_network_matches_denoise_exactly(model):
-    x = example_inputs(model, seed=3)
-    cond_like = types.SimpleNamespace(und_tokens=x["und_tokens"], und_mask=None,
-                                      cross_kv=list(zip(x["cross_k"], x["cross_v"])))
-    t_v, t_a = torch.tensor([0.6]), torch.tensor([0.2])
-    with torch.no_grad():
-        ref = model.denoise(cond_like, x["video_latents"], t_v, x["actions"], t_a, x["state"])
-        from motus_ros.motus.backends.base import StepBackend
-        packed = StepBackend(model).step_inputs(cond_like, x["video_latents"], t_v, x["actions"], t_a, x["state"])
-        out = StepNetwork(model)(**packed)
+    out, ref = step_network_and_denoise(model)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
     assert float(ref[1].abs().max()) > 0.1    # actions depend on the network (the head is not zero)
 

@@ -9,11 +9,12 @@ import types
 import pytest
 import torch
 
-from motus_ros.motus.backends.step_network import StepNetwork, example_inputs
+from motus_ros.motus.backends.step_network import example_inputs
 from motus_ros.motus.config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, PROJECT_CONVENTIONS, Conventions,
                                     MotusConfig, preset)
 from motus_ros.motus.flow import flow_matching_loss, flow_shift_sigmas, sample_flow_shift, sample_timesteps, video_loss
 from motus_ros.motus.model import build_model
+from model_inputs import step_network_and_denoise
 
 torch.set_num_threads(2)
 
@@ -89,15 +90,7 @@ def test_step_network_follows_the_condition_timestep(official_model, convention)
     conv = Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(), "condition_timestep": convention})
     model = build_model(official_model.config.replace(conventions=conv), seed=0, build_encoders=False)
     model.load_state_dict(official_model.state_dict())
-    x = example_inputs(model, seed=3)
-    cond = types.SimpleNamespace(und_tokens=x["und_tokens"], und_mask=None,
-                                 cross_kv=list(zip(x["cross_k"], x["cross_v"])))
-    t_v, t_a = torch.tensor([0.6]), torch.tensor([0.2])
-    with torch.no_grad():
-        ref = model.denoise(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"])
-        from motus_ros.motus.backends.base import StepBackend
-        packed = StepBackend(model).step_inputs(cond, x["video_latents"], t_v, x["actions"], t_a, x["state"])
-        out = StepNetwork(model)(**packed)
+    out, ref = step_network_and_denoise(model)
     assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1])
 
 

@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -20,25 +19,18 @@ from std_srvs.srv import Trigger
 from motus_ros.hardware.interface import ArmState
 from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import DOF, JOINT_NAMES, SERVICES, TOPICS
-from motus_ros.nodes.arm_driver_node import ArmDriverNode
-from motus_ros.nodes.chunk_executor_node import LATCHED
+from motus_ros.qos import LATCHED
 from ros_harness import wait_for_status, wait_until
+from test_driver_node import command
+from test_driver_node import start_driver as start_mock_driver
 
 pytestmark = pytest.mark.ros
 
 
 def start_driver(ros, backend=None, **params):
-    defaults = dict(backend="mock", calibration="mock", rate_hz=100.0, command_timeout=0.2,
-                    diagnostics_period=0.1)
-    defaults.update(params)
-    backend = backend or MockArmBackend("mock")
-    node = ros.add(ArmDriverNode(backend=backend,
-                                 parameter_overrides=[Parameter(k, value=v) for k, v in defaults.items()]))
-    return node, backend
-
-
-def command(positions, names=JOINT_NAMES) -> JointState:
-    return JointState(name=list(names), position=[float(v) for v in positions])
+    """test_driver_node's driver with a short watchdog and frequent diagnostics."""
+    return start_mock_driver(ros, backend, **{"command_timeout": 0.2, "diagnostics_period": 0.1,
+                                              **params})
 
 
 def driver_status(collector, predicate, timeout=10.0):

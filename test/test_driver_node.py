@@ -12,7 +12,7 @@ from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import DOF, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
 from motus_ros.params import ParameterError
-from ros_harness import wait_until
+from ros_harness import wait_for_status, wait_until
 
 pytestmark = pytest.mark.ros
 
@@ -32,14 +32,7 @@ def command(positions, names=JOINT_NAMES) -> JointState:
 
 def safety_values(collector, predicate):
     """Values of the newest 'arm_driver: safety' status matching predicate(values)."""
-    def values(msg):
-        for st in msg.status:
-            if st.name == "arm_driver: safety":
-                return {kv.key: kv.value for kv in st.values}
-        return None
-    msgs = collector.wait_for(1, timeout=10, predicate=lambda m: (v := values(m)) is not None
-                              and predicate(v))
-    return values(msgs[-1])
+    return wait_for_status(collector, "arm_driver: safety", lambda level, message, v: predicate(v))[2]
 
 
 def test_publishes_named_joint_states_and_follows_commands(ros):

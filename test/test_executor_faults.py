@@ -21,7 +21,8 @@ from motus_msgs.srv import SetMode
 from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import CHUNK_SIZE, DOF, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
-from motus_ros.nodes.chunk_executor_node import LATCHED, SIM_EPISODE_TOPIC, ChunkExecutorNode
+from motus_ros.nodes.chunk_executor_node import ChunkExecutorNode
+from motus_ros.qos import LATCHED
 from ros_harness import wait_for_status, wait_until
 
 pytestmark = pytest.mark.ros
@@ -117,7 +118,7 @@ def test_future_chunk_then_valid_chunks_then_dead_policy_then_estop_then_new_epi
 
     # 4. a new sim episode drops the plan too (the old plan belongs to the old scene)
     resets = executor.resets
-    episode = ros.node.create_publisher(UInt32, SIM_EPISODE_TOPIC, LATCHED)
+    episode = ros.node.create_publisher(UInt32, TOPICS["sim_episode"], LATCHED)
     episode.publish(UInt32(data=1))                     # latched: a late joiner learns the episode
     wait_until(lambda: executor.sim_episode == 1, 5, "executor to hear the current episode")
     assert executor.resets == resets                    # learning the episode is not a reset

@@ -20,6 +20,7 @@ from motus_ros.hardware import piper_can as pc
 from motus_ros.hardware.piper import ESTOP_REFUSAL, PiperArmBackend
 from motus_ros.hardware.piper_fake import FakePiperArm
 from ros_harness import wait_until
+from test_piper_backend import enable_and_settle
 
 _ids = itertools.count()
 HOME = [0.1, 0.5, -0.3, 0.0, 0.2, -0.1]
@@ -46,13 +47,6 @@ def rig():
     backend.close()
     left.close()
     right.close()
-
-
-def enable_and_settle(backend, *arms):
-    backend.enable()
-    for arm in arms:
-        arm.wait_for(pc.GRIPPER_CTRL)
-        arm.clear()
 
 
 def sent_until_disable(backend, *arms) -> list[list]:

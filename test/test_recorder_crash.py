@@ -32,6 +32,25 @@ def _start_recorder(out: Path, *params: str) -> subprocess.Popen:
                             stderr=subprocess.STDOUT)
 
 
+def _recorded_publishers(ros, out: Path):
+    """publish(i): joint state i and chunk i on the two recorded topics, once the recorder
+    process under `out` subscribed to both and started its episode."""
+    from motus_msgs.msg import ActionChunk
+    from sensor_msgs.msg import JointState
+
+    qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    js_pub = ros.node.create_publisher(JointState, "/puppet/joint_states", qos)
+    ch_pub = ros.node.create_publisher(ActionChunk, "/motus/action_chunk", qos)
+    wait_until(lambda: js_pub.get_subscription_count() >= 1 and ch_pub.get_subscription_count() >= 1
+               and list(out.glob("*/episode.json")), 30, "the recorder process to subscribe")
+
+    def publish(i):
+        js_pub.publish(JointState(name=list(layout.JOINT_NAMES),
+                                  position=[i + 0.001 * j for j in range(layout.DOF)]))
+        ch_pub.publish(ActionChunk(chunk_id=i, horizon=1, positions=[float(i)] * layout.DOF))
+    return publish
+
+
 def _scan_counts(out: Path) -> dict[str, int]:
     """Messages on disk per topic, over every file of the (only) bag under out."""
     from motus_ros.data.bag_repair import BagError, bag_files, scan_file
@@ -53,9 +72,7 @@ def _scan_counts(out: Path) -> dict[str, int]:
 @pytest.mark.ros
 def test_sigkill_mid_episode_leaves_readable_bag(ros, tmp_path):
     from mcap_ros2.reader import read_ros2_messages
-    from motus_msgs.msg import ActionChunk
     from rosbags.rosbag2 import Reader
-    from sensor_msgs.msg import JointState
 
     from motus_ros.data import types as bag_types
     from motus_ros.data.bag_repair import needs_repair, recover_episode
@@ -64,16 +81,7 @@ def test_sigkill_mid_episode_leaves_readable_bag(ros, tmp_path):
     out = tmp_path / "episodes"
     proc = _start_recorder(out)
     try:
-        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-        js_pub = ros.node.create_publisher(JointState, "/puppet/joint_states", qos)
-        ch_pub = ros.node.create_publisher(ActionChunk, "/motus/action_chunk", qos)
-        wait_until(lambda: js_pub.get_subscription_count() >= 1 and ch_pub.get_subscription_count() >= 1
-                   and list(out.glob("*/episode.json")), 30, "the recorder process to subscribe")
-
-        def publish(i):
-            js_pub.publish(JointState(name=list(layout.JOINT_NAMES),
-                                      position=[i + 0.001 * j for j in range(layout.DOF)]))
-            ch_pub.publish(ActionChunk(chunk_id=i, horizon=1, positions=[float(i)] * layout.DOF))
+        publish = _recorded_publishers(ros, out)
 
         for i in range(FIRST):
             publish(i)

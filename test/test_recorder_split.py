@@ -14,7 +14,7 @@ import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_harness import wait_until
 from ruamel.yaml import YAML
-from test_recorder_crash import _scan_counts, _start_recorder
+from test_recorder_crash import _recorded_publishers, _scan_counts, _start_recorder
 from test_recorder_node import make_recorder
 
 from motus_ros import layout
@@ -43,28 +43,16 @@ def _mcap_messages(path: Path) -> list[tuple[str, object]]:
 
 @pytest.mark.ros
 def test_sigkill_after_splits_closed_files_read_without_repair(ros, tmp_path):
-    from motus_msgs.msg import ActionChunk
     from rosbags.rosbag2 import Reader
-    from sensor_msgs.msg import JointState
 
     from motus_ros.data import types as bag_types
     from motus_ros.data.bag_repair import bag_files, has_footer, needs_repair, recover_episode
 
     out = tmp_path / "episodes"
     proc = _start_recorder(out, "max_bag_duration_s:=0.3")
-    qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
     sent = 0
     try:
-        js_pub = ros.node.create_publisher(JointState, "/puppet/joint_states", qos)
-        ch_pub = ros.node.create_publisher(ActionChunk, "/motus/action_chunk", qos)
-        wait_until(lambda: js_pub.get_subscription_count() >= 1 and ch_pub.get_subscription_count() >= 1
-                   and list(out.glob("*/episode.json")), 30, "the recorder process to subscribe")
-
-        def publish(i):
-            js_pub.publish(JointState(name=list(layout.JOINT_NAMES),
-                                      position=[i + 0.001 * j for j in range(layout.DOF)]))
-            ch_pub.publish(ActionChunk(chunk_id=i, horizon=1, positions=[float(i)] * layout.DOF))
-
+        publish = _recorded_publishers(ros, out)
         deadline = time.monotonic() + 30
         while len(list(out.glob("*/*.mcap"))) < 4:  # at least 3 closed files and the open one
             assert time.monotonic() < deadline, "the recorder did not split its bag"

@@ -2,11 +2,15 @@
 
 Every parameter has a description with its unit and an allowed range or set; a bad value fails
 at start-up with a ParameterError naming the parameter, the value seen and what was expected.
+
+At run time a parameter is either *live* (`Param(..., live=True)`): `ros2 param set` validates it
+and the node applies it at once; or *read-only* (the default): the descriptor says so and ROS
+refuses the change, instead of reporting success for a value nobody reads.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -25,7 +29,9 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: Sequence[Any] | None = None
-    read_only: bool = False
+    # True: may change at run time (validated, then applied by the node's on_change); False: the
+    # value is read once at start-up and the parameter is declared read_only.
+    live: bool = False
 
     def validate(self, value: Any) -> Any:
         if self.choices is not None and value not in self.choices:
@@ -42,7 +48,7 @@ class Param:
         text = self.description
         if self.choices is not None:
             text += f" (one of {list(self.choices)})"
-        desc = ParameterDescriptor(description=text, read_only=self.read_only)
+        desc = ParameterDescriptor(description=text, read_only=not self.live)
         if isinstance(self.default, bool):
             return desc
         if isinstance(self.default, int) and (self.min is not None or self.max is not None):
@@ -56,8 +62,16 @@ class Param:
         return desc
 
 
-def declare_parameters(node, specs: Sequence[Param]) -> dict[str, Any]:
-    """Declare every spec on node, validate the values it was started with, return name -> value."""
+def declare_parameters(node, specs: Sequence[Param],
+                       on_change: Callable[[dict[str, Any]], None] | None = None,
+                       check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Declare every spec on node, validate the values it was started with, return name -> value.
+
+    The returned dict stays current: a live parameter set at run time is validated (its spec,
+    then `check(values_after_the_change)`, which raises ParameterError to refuse a combination),
+    stored in the dict, and passed to `on_change({name: new_value})` so the node can apply it.
+    Parameters not in `specs` (use_sim_time, another group's) are left to their own callbacks.
+    """
     values = {}
     for spec in specs:
         try:
@@ -65,4 +79,43 @@ def declare_parameters(node, specs: Sequence[Param]) -> dict[str, Any]:
         except Exception as exc:  # rclpy raises on a range/type violation of an override
             raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
         values[spec.name] = spec.validate(param.value)
+    if check is not None:
+        check(dict(values))
+    watch_parameters(node, specs, values, on_change, check)
     return values
+
+
+def watch_parameters(node, specs: Sequence[Param], values: dict[str, Any],
+                     on_change: Callable[[dict[str, Any]], None] | None = None,
+                     check: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Validate run-time changes of `specs` on node, keep `values` current, call on_change."""
+    from rcl_interfaces.msg import SetParametersResult  # noqa: PLC0415
+
+    by_name = {spec.name: spec for spec in specs}
+
+    def ours(params):
+        return {p.name: p.value for p in params if p.name in by_name}
+
+    def validate(params):
+        changed = ours(params)
+        try:
+            for name, value in changed.items():
+                if not by_name[name].live:   # rclpy refuses read_only first; kept for clarity
+                    raise ParameterError(f"parameter '{name}' is read-only: restart the node to change it")
+                by_name[name].validate(value)
+            if changed and check is not None:
+                check({**values, **changed})
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def apply(params):
+        changed = ours(params)
+        if not changed:
+            return
+        values.update(changed)
+        if on_change is not None:
+            on_change(changed)
+
+    node.add_on_set_parameters_callback(validate)
+    node.add_post_set_parameters_callback(apply)

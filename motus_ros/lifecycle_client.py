@@ -1,0 +1,70 @@
+"""Drive managed nodes from outside: what `ros2 lifecycle get/set` does, through lifecycle_msgs.
+
+Used by `motus-ros lifecycle` (the ros2 CLI is not on PyPI) and by the tests.
+"""
+from __future__ import annotations
+
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+
+TRANSITIONS = {
+    "configure": Transition.TRANSITION_CONFIGURE,
+    "activate": Transition.TRANSITION_ACTIVATE,
+    "deactivate": Transition.TRANSITION_DEACTIVATE,
+    "cleanup": Transition.TRANSITION_CLEANUP,
+    "shutdown": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN,  # the server maps it from any state
+}
+
+
+class LifecycleError(RuntimeError):
+    """A transition that was refused or a node that did not answer."""
+
+
+def _call(node, srv_type, name: str, request, timeout_s: float, spin):
+    client = node.create_client(srv_type, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise LifecycleError(f"{name}: no such service within {timeout_s:g} s (is the node running "
+                                 "and on this ROS_DOMAIN_ID?)")
+        future = client.call_async(request)
+        spin(future, timeout_s)
+        if not future.done() or future.result() is None:
+            raise LifecycleError(f"{name}: no answer within {timeout_s:g} s")
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+def _default_spin(node):
+    import rclpy  # noqa: PLC0415
+
+    return lambda future, timeout_s: rclpy.spin_until_future_complete(node, future, timeout_sec=timeout_s)
+
+
+def get_state(node, target: str, timeout_s: float = 5.0, spin=None) -> str:
+    """Label of the primary state of managed node `target` ('/policy' or 'policy')."""
+    target = "/" + target.lstrip("/")
+    result = _call(node, GetState, f"{target}/get_state", GetState.Request(), timeout_s,
+                   spin or _default_spin(node))
+    return result.current_state.label
+
+
+def change_state(node, target: str, transition: str, timeout_s: float = 30.0, spin=None) -> str:
+    """Request `transition` of `target`; returns the new state label, raises LifecycleError if refused."""
+    if transition not in TRANSITIONS:
+        raise LifecycleError(f"transition: got {transition!r}, expected one of {sorted(TRANSITIONS)}")
+    target = "/" + target.lstrip("/")
+    spin = spin or _default_spin(node)
+    before = get_state(node, target, timeout_s, spin)
+    request = ChangeState.Request()
+    request.transition.id = TRANSITIONS[transition]
+    if transition == "shutdown":
+        request.transition.id = {"inactive": Transition.TRANSITION_INACTIVE_SHUTDOWN,
+                                 "active": Transition.TRANSITION_ACTIVE_SHUTDOWN}.get(
+                                     before, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+    result = _call(node, ChangeState, f"{target}/change_state", request, timeout_s, spin)
+    after = get_state(node, target, timeout_s, spin)
+    if not result.success:
+        raise LifecycleError(f"{target}: {transition} refused in state '{before}' (now '{after}'); "
+                             "the node's log says why")
+    return after

@@ -62,3 +62,43 @@ SERVICES = {
     "start_episode": "/recorder/start_episode",
     "stop_episode": "/recorder/stop_episode",
 }
+
+
+class LayoutError(ValueError):
+    """Names that cannot be put in layout order; `reason` is a short counter key for diagnostics."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def reorder(names, values, layout=JOINT_NAMES, field: str = "joint_names",
+            allow_extra: bool = False):
+    """Columns of `values` (..., len(names)) in `layout` order: (..., len(layout)) float64.
+
+    The one place where named joints become the layout's order (commands, chunks, joint states).
+    Empty `names` means the values are already in layout order (their size is checked). Every
+    layout name must appear exactly once; with allow_extra (joint states of a robot that also
+    reports other joints) further names are ignored, otherwise they are an error. Raises
+    LayoutError naming `field`, what was unknown or missing, and the expected names.
+    """
+    import numpy as np  # noqa: PLC0415 - layout is imported by light modules; numpy only on use
+
+    values = np.asarray(values, dtype=np.float64)
+    names = list(names)
+    width = values.shape[-1] if values.ndim else 0
+    if not names:
+        if width != len(layout):
+            raise LayoutError("wrong_size", f"{field}: empty, so {len(layout)} values in layout order "
+                                            f"were expected, got {width}")
+        return values.copy()
+    if len(names) != width:
+        raise LayoutError("wrong_size", f"{field}: {len(names)} names but {width} values")
+    index = {n: i for i, n in enumerate(names)}
+    missing = [n for n in layout if n not in index]
+    unknown = [] if allow_extra else [n for n in names if n not in layout]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if missing or unknown or duplicated:
+        raise LayoutError("wrong_names", f"{field}: unknown {unknown}, missing {missing}, repeated "
+                                         f"{duplicated} (expected each of {list(layout)} once)")
+    return values[..., [index[n] for n in layout]]

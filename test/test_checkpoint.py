@@ -83,6 +83,26 @@ def test_official_layout_with_aliases_loads_to_same_outputs(official_model, prob
     assert_same_outputs(model, loaded, probe)
 
 
+def test_convert_writes_the_files_weights_and_records_the_absent_encoders(official_model, tmp_path):
+    """convert builds no model: the file's tensors are written, the encoders it lacks are listed
+    as absent (not written as random weights), and loading the result equals loading the file."""
+    write_official(official_model.state_dict(), tmp_path / ck.OFFICIAL_FILE)
+    report = ck.convert_official(tmp_path, tmp_path / "converted", config=preset("tiny"))
+    assert report.ok and set(report.not_loaded_groups) == {"vae", "text_encoder"}
+    meta = json.loads((tmp_path / "converted" / "config.json").read_text())
+    assert sorted(meta["absent_parts"]) == ["text_encoder", "vae"]
+    written = ck.read_own_weights(tmp_path / "converted")
+    assert not [k for k in written if k.startswith(("vae.", "text_encoder."))]
+    assert all(v.dtype == torch.float32 for v in written.values() if v.is_floating_point())
+    direct, _ = ck.load_checkpoint(tmp_path, config=preset("tiny"))
+    converted, loaded_report = ck.load_checkpoint(tmp_path / "converted")
+    assert set(loaded_report.not_loaded_groups) == {"vae", "text_encoder"}
+    a, b = direct.state_dict(), converted.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ck.CheckpointError, match="already a motus_ros checkpoint"):
+        ck.convert_official(tmp_path / "converted", tmp_path / "again")
+
+
 @pytest.mark.parametrize("which", ["official_model", "model"])
 def test_inferred_config_from_shapes(which, request):
     """The official position table has chunk + 2 + registers rows (the spare row): the inferred chunk

@@ -104,6 +104,10 @@ _WAN_INVERSE = [
 ]
 
 
+# The frozen encoders an official checkpoint does not carry (they come from their own releases).
+ENCODER_PARTS = ("vae", "text_encoder", "vlm")
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model; the message says why."""
 
@@ -148,21 +152,29 @@ class LoadReport:
 def save_checkpoint(model, out_dir: str | Path) -> Path:
     """Write model.safetensors + config.json into out_dir (written to temp names, then renamed),
     plus the tokenizer files the model's config needs (copied from model.tokenizer_folder)."""
+    return write_checkpoint(model.state_dict(), model.config, out_dir,
+                            getattr(model, "tokenizer_folder", None))
+
+
+def write_checkpoint(state: dict[str, torch.Tensor], config: MotusConfig, out_dir: str | Path,
+                     tokenizer_folder: str | Path | None = None, absent_parts: tuple[str, ...] = ()) -> Path:
+    """Write a state dict as an own-format checkpoint. `absent_parts` names frozen encoder groups
+    ("vae", "text_encoder", "vlm") deliberately left out: loading builds them from the config as a
+    new model would (seeded), and the load report lists them (`not_loaded_groups`)."""
     from safetensors.torch import save_file
 
     from .tokenization import copy_tokenizer_files
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if "files" in (model.config.vlm_tokenizer, model.config.text_tokenizer):
-        source = getattr(model, "tokenizer_folder", None)
-        if source is None:
+    if "files" in (config.vlm_tokenizer, config.text_tokenizer):
+        if tokenizer_folder is None:
             raise CheckpointError(f"{out}: the config needs tokenizer files but the model has none attached")
-        copy_tokenizer_files(source, out, model.config)
+        copy_tokenizer_files(tokenizer_folder, out, config)
     tensors: dict[str, torch.Tensor] = {}
     tied: dict[str, str] = {}          # tied weights (e.g. umT5 shared embedding) are stored once
     seen: dict[tuple, str] = {}
-    for key, value in model.state_dict().items():
+    for key, value in state.items():
         ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
         if value.numel() and ident in seen:
             tied[key] = seen[ident]
@@ -171,7 +183,10 @@ def save_checkpoint(model, out_dir: str | Path) -> Path:
         tensors[key] = value.detach().contiguous().cpu()
     tmp_w, tmp_c = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT, "tied": json.dumps(tied)})
-    tmp_c.write_text(json.dumps({"format": FORMAT, "config": model.config.to_dict()}, indent=2, sort_keys=True))
+    meta: dict[str, Any] = {"format": FORMAT, "config": config.to_dict()}
+    if absent_parts:
+        meta["absent_parts"] = list(absent_parts)
+    tmp_c.write_text(json.dumps(meta, indent=2, sort_keys=True))
     tmp_w.replace(out / WEIGHTS_FILE)
     tmp_c.replace(out / CONFIG_FILE)
     (out / WEIGHTS_INDEX_FILE).unlink(missing_ok=True)    # the single file replaces earlier shards
@@ -198,6 +213,19 @@ def read_own_config(path: str | Path) -> MotusConfig:
         return MotusConfig.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: bad config ({exc})") from exc
+
+
+def read_absent_parts(path: str | Path) -> tuple[str, ...]:
+    """Encoder groups an own-format checkpoint leaves out on purpose (see write_checkpoint)."""
+    _, cfg_path = _own_paths(Path(path))
+    try:
+        parts = json.loads(cfg_path.read_text()).get("absent_parts", [])
+    except (OSError, json.JSONDecodeError):
+        return ()
+    unknown = [p for p in parts if p not in ENCODER_PARTS]
+    if unknown:
+        raise CheckpointError(f"{cfg_path}: absent_parts: got {unknown}, expected names from {list(ENCODER_PARTS)}")
+    return tuple(parts)
 
 
 def _read_safetensors(weights: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -548,12 +576,12 @@ def load_checkpoint(path: str | Path, config: MotusConfig | None = None, device:
     if fmt == "motus_ros":
         cfg = read_own_config(path)
         state = read_own_weights(path)
-        optional: tuple[str, ...] = ()
+        optional: tuple[str, ...] = tuple(f"{part}." for part in read_absent_parts(path))
     else:
         state = official_to_ours(read_official(path), report)
         cfg = _official_config(path, state, config, wan_config, vlm_config)
         state = drop_pretrain_parts(state, report)
-        optional = ("vae.", "text_encoder.", "vlm.") + (PRETRAIN_FRESH if report.fresh else ())
+        optional = tuple(f"{part}." for part in ENCODER_PARTS) + (PRETRAIN_FRESH if report.fresh else ())
     model = build_model(cfg, device="cpu")
     check_against(model, state, report, optional_prefixes=optional)
     if strict and not report.ok:
@@ -584,9 +612,31 @@ def _attach_tokenizers(model, path: str | Path) -> None:
 def convert_official(path: str | Path, out_dir: str | Path, config: MotusConfig | None = None,
                      wan_config: str | Path | None = None, vlm_config: str | Path | None = None) -> LoadReport:
     """Official checkpoint -> our format (strict: refuses checkpoints that do not fit). The written
-    config.json records the official conventions."""
-    model, report = load_checkpoint(path, config=config, strict=True, wan_config=wan_config, vlm_config=vlm_config)
-    save_checkpoint(model, out_dir)
+    config.json records the official conventions.
+
+    No model is materialised: the keys are checked against a model on the meta device and the
+    file's own tensors are written (as float32, what a loaded model holds). The frozen encoders
+    the file does not carry are recorded as absent parts instead of being written as fresh random
+    weights, so converting for the paper preset needs memory for the file, not for the Wan VAE and
+    umT5-xxl as well (`motus-ros checkpoint assemble` adds the released encoders).
+    """
+    from .model import build_model
+
+    if detect_format(path) != "official":
+        raise CheckpointError(f"{path}: already a motus_ros checkpoint; convert reads official files")
+    report = LoadReport(source_format="official")
+    state = official_to_ours(read_official(path), report)
+    cfg = _official_config(path, state, config, wan_config, vlm_config)
+    state = drop_pretrain_parts(state, report)
+    if report.fresh:
+        state.update(fresh_action_parts(cfg))
+    meta = build_model(cfg, device="meta")
+    check_against(meta, state, report, optional_prefixes=tuple(f"{part}." for part in ENCODER_PARTS))
+    if not report.ok:
+        raise CheckpointError(f"{path}: checkpoint does not fit the model ({report.summary()})")
+    expected = meta.state_dict()
+    state = {k: v.to(expected[k].dtype) for k, v in state.items() if k in expected}
+    write_checkpoint(state, cfg, out_dir, absent_parts=tuple(report.not_loaded_groups))
     return report
 
 

@@ -43,10 +43,9 @@ class Recorded(ManagedNode):
 
 
 @pytest.fixture
-def ros():
-    rclpy.init()
+def ros(ros_context):
+    """rclpy is initialised once per session (conftest); nodes here are spun by the tests."""
     yield
-    rclpy.try_shutdown()
 
 
 def test_autostart_reaches_active_and_close_releases_once(ros):

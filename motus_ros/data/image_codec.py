@@ -34,8 +34,9 @@ def image_array(msg) -> np.ndarray:
 
 
 def compress_image_cdr(data: bytes | memoryview, compression: str, jpeg_quality: int = 90,
-                       png_level: int = 3) -> bytes:
-    """Serialized Image -> serialized CompressedImage (same header)."""
+                       png_level: int = 3, max_width: int | None = None) -> bytes:
+    """Serialized Image -> serialized CompressedImage (same header); with max_width, wider images
+    are first downscaled to that width (aspect kept; area averaging, for a live view)."""
     if compression not in ("jpeg", "png"):
         raise ValueError(f"compression: got {compression!r}, expected 'jpeg' or 'png'")
     store = bag_types.typestore()
@@ -43,6 +44,9 @@ def compress_image_cdr(data: bytes | memoryview, compression: str, jpeg_quality:
     img = image_array(msg)
     if msg.encoding == "rgb8":
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)  # OpenCV encodes BGR
+    if max_width is not None and img.shape[1] > max_width:
+        height = max(1, round(img.shape[0] * max_width / img.shape[1]))
+        img = cv2.resize(img, (int(max_width), height), interpolation=cv2.INTER_AREA)
     stored = "mono8" if msg.encoding == "mono8" else "bgr8"
     if compression == "jpeg":
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])

@@ -9,6 +9,13 @@
    policy_node child runs the tiny preset, and this process measures chunk arrival time minus the
    chunk's observation stamp (camera stamp to chunk), p50/p99, plus the node's inference_latency.
 Prints one JSON object. Uses its own ROS_DOMAIN_ID (localhost only) unless --domain is given.
+
+Remote policy (two machines): `--transport udp` sets FASTDDS_BUILTIN_TRANSPORTS=UDPv4, so shared
+memory is off and every byte crosses the UDP stack as it would between hosts; `--compression
+jpeg` publishes sensor_msgs/CompressedImage (OpenCV's libjpeg-turbo) on <camera topic>/compressed
+instead of raw rgb8, and the receiver decodes every frame. The streams part then also reports
+bandwidth, frames lost, encode/decode CPU time per frame and the codec's PSNR on the frames sent,
+which are MuJoCo renders of the simulated cell (what the cameras see), not random noise.
 """
 from __future__ import annotations
 
@@ -47,28 +54,78 @@ def _wall() -> float:
     return time.time()
 
 
+def _image_topic(camera: str, compressed: bool) -> str:
+    from motus_ros.layout import camera_image_topic  # noqa: PLC0415
+
+    return camera_image_topic(camera) + ("/compressed" if compressed else "")
+
+
+def scene_frames(height: int, width: int) -> dict:
+    """One RGB render per camera of the simulated transfer-cube cell, mid-reach (what the robot's
+    cameras see: the codec's cost and quality depend on the content)."""
+    from motus_ros.sim.world import SimWorld  # noqa: PLC0415
+
+    world = SimWorld("transfer_cube", image_size=(height, width), seed=0)
+    try:
+        world.reset(seed=0)
+        targets = world.ctrl_targets()
+        for _ in range(25):        # move a little so wrist cameras look at the arm, not the sky
+            world.step(targets + 0.02)
+        return {c: world.render(c) for c in CAMERAS}
+    finally:
+        world.close()
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    import cv2  # noqa: PLC0415
+
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not JPEG-encode the frame")
+    return buf.tobytes()
+
+
+def decode_jpeg(data) -> np.ndarray:
+    import cv2  # noqa: PLC0415
+
+    bgr = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("CompressedImage: not a decodable JPEG")
+    return bgr[:, :, ::-1]
+
+
+def jpeg_psnr(rgb: np.ndarray, quality: int) -> float:
+    """PSNR (dB, peak 255) of a JPEG round trip of one frame."""
+    error = decode_jpeg(encode_jpeg(rgb, quality)).astype(np.float64) - rgb
+    mse = float(np.mean(error ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
 # -- child: publishes cameras (and optionally joint states) -------------------------------------
 def run_publisher(args) -> int:
     import rclpy  # noqa: PLC0415
-    from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-    from sensor_msgs.msg import Image, JointState  # noqa: PLC0415
+    from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: PLC0415
 
-    from motus_ros.layout import JOINT_NAMES, TOPICS, camera_image_topic  # noqa: PLC0415
-    from motus_ros.nodes._observation import seconds_to_stamp  # noqa: PLC0415
+    from motus_ros.layout import JOINT_NAMES, TOPICS  # noqa: PLC0415
+    from motus_ros.stamps import to_time_msg  # noqa: PLC0415
 
     rclpy.init()
     node = rclpy.create_node("bench_camera_publisher")
-    pubs = {c: node.create_publisher(Image, camera_image_topic(c), _qos(args.qos)) for c in CAMERAS}
+    jpeg = args.compression == "jpeg"
+    msg_type = CompressedImage if jpeg else Image
+    pubs = {c: node.create_publisher(msg_type, _image_topic(c, jpeg), _qos(args.qos)) for c in CAMERAS}
     state_pub = node.create_publisher(JointState, TOPICS["joint_states"], 10) if args.joint_states else None
+    frames = scene_frames(args.height, args.width)
+    codec = {"psnr_db": {c: round(jpeg_psnr(frames[c], args.jpeg_quality), 2) for c in CAMERAS}} if jpeg else {}
     deadline = time.monotonic() + args.match_timeout
     while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs.values()):
         time.sleep(0.05)
     time.sleep(0.5)  # let discovery of the reverse direction settle
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (args.height, args.width, 3), dtype=np.uint8) for _ in range(4)]
     msgs = {c: Image(height=args.height, width=args.width, encoding="rgb8", step=args.width * 3,
-                     data=frames[i].tobytes()) for i, c in enumerate(CAMERAS)}
+                     data=frames[c].tobytes()) for c in CAMERAS}
     sent = {c: 0 for c in CAMERAS}
+    sent_bytes = 0
+    encode_s: list[float] = []
     period = 1.0 / args.rate
     start = time.monotonic()
     n = 0
@@ -81,13 +138,20 @@ def run_publisher(args) -> int:
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        stamp = seconds_to_stamp(_wall())
+        stamp = to_time_msg(_wall())
         for cam in ([CAMERAS[n % slots]] if slots > 1 else CAMERAS):
-            msg = msgs[cam]
+            if jpeg:   # a camera driver encodes every frame it sends: so does the bench
+                t0 = time.perf_counter()
+                msg = CompressedImage(format="rgb8; jpeg compressed bgr8",
+                                      data=encode_jpeg(frames[cam], args.jpeg_quality))
+                encode_s.append(time.perf_counter() - t0)
+            else:
+                msg = msgs[cam]
             msg.header.stamp = stamp
             try:
                 pubs[cam].publish(msg)
                 sent[cam] += 1
+                sent_bytes += len(msg.data)
             except Exception:  # noqa: BLE001 - counted as not sent
                 pass
         if state_pub is not None and n % slots == 0:
@@ -95,7 +159,9 @@ def run_publisher(args) -> int:
             state.header.stamp = stamp
             state_pub.publish(state)
         n += 1
-    print(json.dumps({"sent": sent}), flush=True)
+    if jpeg:
+        codec["encode_per_frame"] = _percentiles(encode_s)
+    print(json.dumps({"sent": sent, "sent_bytes": sent_bytes, "codec": codec}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -119,19 +185,25 @@ def _env(domain: int, large_data: bool) -> dict:
 
 
 # -- parent: streams -----------------------------------------------------------------------------
+def _stream_args(args) -> list[str]:
+    return ["--qos", args.qos, "--streams", str(args.streams), "--stagger", str(args.stagger),
+            "--duration", str(args.duration), "--match-timeout", str(args.match_timeout),
+            "--compression", args.compression, "--jpeg-quality", str(args.jpeg_quality),
+            "--transport", args.transport]
+
+
 def measure_streams(args, large_data: bool) -> dict:
     """Run the publisher child and a subscriber in a grandchild-free subprocess of our own env."""
     env = _env(args.domain, large_data)
-    receiver = _child(["--role", "receiver", "--qos", args.qos, "--streams", str(args.streams), "--stagger", str(args.stagger), "--duration", str(args.duration),
-                       "--match-timeout", str(args.match_timeout)], env)
-    publisher = _child(["--role", "publisher", "--qos", args.qos, "--streams", str(args.streams), "--stagger", str(args.stagger), "--duration", str(args.duration), "--rate",
-                        str(args.rate), "--width", str(args.width), "--height", str(args.height),
-                        "--match-timeout", str(args.match_timeout)], env)
+    receiver = _child(["--role", "receiver", *_stream_args(args)], env)
+    publisher = _child(["--role", "publisher", *_stream_args(args), "--rate", str(args.rate),
+                        "--width", str(args.width), "--height", str(args.height)], env)
     limit = args.duration + args.match_timeout + 30
     pub_out, pub_err = publisher.communicate(timeout=limit)
     rec_out, rec_err = receiver.communicate(timeout=limit)
     try:
-        sent = json.loads(pub_out.strip().splitlines()[-1])["sent"]
+        published = json.loads(pub_out.strip().splitlines()[-1])
+        sent = published["sent"]
         received = json.loads(rec_out.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError, KeyError):
         return {"error": f"stream children failed: publisher {pub_err[-400:]!r} receiver {rec_err[-400:]!r}"}
@@ -141,34 +213,51 @@ def measure_streams(args, large_data: bool) -> dict:
         streams[cam] = {"sent": sent[cam], "received": len(lat),
                         "received_fraction": round(len(lat) / sent[cam], 4) if sent[cam] else None,
                         **_percentiles(lat)}
+    total_sent, total_received = sum(sent.values()), sum(len(v) for v in received["latency_s"].values())
     return {"transports": LARGE_DATA if large_data else "default", "qos": args.qos,
-            "streams": streams}
+            "compression": args.compression, "streams": streams,
+            "frames_lost": total_sent - total_received,
+            "bandwidth_MB_s": round(received["received_bytes"] / args.duration / 1e6, 3),
+            "sent_MB_s": round(published["sent_bytes"] / args.duration / 1e6, 3),
+            "decode_per_frame": received["decode_per_frame"], **published["codec"]}
 
 
 def run_receiver(args) -> int:
-    """Child: subscribes to the three camera topics, prints receive-minus-stamp latencies."""
+    """Child: subscribes to the camera topics (raw bytes, so every byte is counted), decodes each
+    message as a consumer must, prints receive-minus-stamp latencies, bytes and decode times."""
     import rclpy  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
-    from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-    from sensor_msgs.msg import Image  # noqa: PLC0415
+    from rclpy.serialization import deserialize_message  # noqa: PLC0415
+    from sensor_msgs.msg import CompressedImage, Image  # noqa: PLC0415
 
-    from motus_ros.layout import camera_image_topic  # noqa: PLC0415
+    from motus_ros.image_conversions import image_to_numpy  # noqa: PLC0415
 
     rclpy.init()
     node = rclpy.create_node("bench_camera_receiver")
+    jpeg = args.compression == "jpeg"
+    msg_type = CompressedImage if jpeg else Image
     latency = {c: [] for c in CAMERAS}
+    decode_s: list[float] = []
+    received_bytes = [0]
 
-    def on_image(cam, msg):
-        latency[cam].append(_wall() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+    def on_image(cam, data):
+        arrived = _wall()
+        received_bytes[0] += len(data)
+        t0 = time.perf_counter()
+        msg = deserialize_message(data, msg_type)
+        decode_jpeg(msg.data) if jpeg else image_to_numpy(msg)
+        decode_s.append(time.perf_counter() - t0)
+        latency[cam].append(arrived - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
     for cam in CAMERAS:
-        node.create_subscription(Image, camera_image_topic(cam), lambda m, c=cam: on_image(c, m),
-                                 _qos(args.qos))
+        node.create_subscription(msg_type, _image_topic(cam, jpeg), lambda m, c=cam: on_image(c, m),
+                                 _qos(args.qos), raw=True)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     deadline = time.monotonic() + args.duration + args.match_timeout + 3.0
     while time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
-    print(json.dumps({"latency_s": latency}), flush=True)
+    print(json.dumps({"latency_s": latency, "received_bytes": received_bytes[0],
+                      "decode_per_frame": _percentiles(decode_s)}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -259,6 +348,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--transports", default="LARGE_DATA",
                         help="FASTDDS_BUILTIN_TRANSPORTS value of the measured run (default LARGE_DATA; "
                              "options as LARGE_DATA?max_msg_size=1MB&sockets_size=16MB)")
+    parser.add_argument("--transport", choices=("shm", "udp"), default="shm",
+                        help="shm: --transports as given (LARGE_DATA: shared memory between local "
+                             "processes); udp: UDPv4 only, every byte through the network stack as "
+                             "between two hosts")
+    parser.add_argument("--compression", choices=("none", "jpeg"), default="none",
+                        help="camera payload: raw rgb8 Image, or JPEG CompressedImage on "
+                             "<topic>/compressed")
+    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality 1-100 (default 90)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the default-transports baseline run")
     parser.add_argument("--no-policy", action="store_true", help="skip the policy latency part")
@@ -269,15 +366,18 @@ def main(argv: list[str]) -> int:
                         help="seconds of chunks measured after the first")
     args = parser.parse_args(argv)
     global LARGE_DATA, CAMERAS  # noqa: PLW0603 - settings the child processes get
-    LARGE_DATA = args.transports
+    LARGE_DATA = "UDPv4" if args.transport == "udp" else args.transports
+    if not 1 <= args.jpeg_quality <= 100:
+        parser.error(f"--jpeg-quality: got {args.jpeg_quality}, expected 1..100")
     CAMERAS = CAMERAS[:args.streams]
     if args.role == "publisher":
         return run_publisher(args)
     if args.role == "receiver":
         return run_receiver(args)
-    result = {"benchmark": "perception", "qos": args.qos, "width": args.width, "height": args.height,
+    result = {"benchmark": "perception", "qos": args.qos, "transport": args.transport,
+              "compression": args.compression, "width": args.width, "height": args.height,
               "rate_hz": args.rate, "duration_s": args.duration, "domain": args.domain,
-              "streams_large_data": measure_streams(args, True)}
+              "streams": measure_streams(args, True)}
     if not args.no_baseline:
         result["streams_default_transports_baseline"] = measure_streams(args, False)
     if not args.no_policy:

@@ -1,5 +1,5 @@
 """ros2 launch motus_ros agilex_aloha2.launch.py: the 'agilex_aloha2' graph from config/graphs/agilex_aloha2.yaml."""
-from motus_ros.launch_adapter import generate_launch_description_for
+from motus_ros.graph.launch_description import generate_launch_description_for
 
 
 def generate_launch_description():

@@ -1,5 +1,5 @@
 """ros2 launch motus_ros sim_teleop.launch.py: the 'sim_teleop' graph from config/graphs/sim_teleop.yaml."""
-from motus_ros.launch_adapter import generate_launch_description_for
+from motus_ros.graph.launch_description import generate_launch_description_for
 
 
 def generate_launch_description():

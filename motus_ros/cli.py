@@ -54,12 +54,14 @@ def _dispatch(folder: str, prog: str, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from motus_ros.graph.monitor import GraphMonitorError  # noqa: PLC0415 - no ROS at import
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "bench":
             return _dispatch("bench", "motus-ros bench", argv[1:])
         return _dispatch("commands", "motus-ros", argv)
-    except CliError as exc:
+    except (CliError, GraphMonitorError) as exc:   # a watched graph that failed is a CLI error too
         print(f"motus-ros: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

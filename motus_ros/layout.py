@@ -50,6 +50,8 @@ TOPICS = {
     "sim_episode": "/sim/episode",            # std_msgs/UInt32, latched: sent at every reset
     "episode_start": "/sim/episode_start",    # std_msgs/Header, latched: the episode's first state
     "arm_enabled": "/arm/enabled",
+    "sim_reward": "/sim/reward",
+    "object_poses": "/sim/object_poses",
 }
 SERVICES = {
     "set_mode": "/motus/set_mode",
@@ -59,6 +61,7 @@ SERVICES = {
     "soft_stop": "/arm/soft_stop",
     "release_emergency_stop": "/arm/release_emergency_stop",
     "executor_reset": "/chunk_executor/reset",
+    "sim_reset": "/sim/reset",
     "start_episode": "/recorder/start_episode",
     "stop_episode": "/recorder/stop_episode",
 }
@@ -102,3 +105,10 @@ def reorder(names, values, layout=JOINT_NAMES, field: str = "joint_names",
         raise LayoutError("wrong_names", f"{field}: unknown {unknown}, missing {missing}, repeated "
                                          f"{duplicated} (expected each of {list(layout)} once)")
     return values[..., [index[n] for n in layout]]
+
+
+# The simulated transfer-cube task: the instruction the shipped sim checkpoint was trained with
+# (models/sim_transfer_cube/README.md; config/sim/policy.yaml and world_model.yaml repeat it,
+# YAML cannot import it), and the sim cameras' default image size.
+SIM_INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"
+SIM_IMAGE_SIZE = (240, 320)   # (height, width) pixels: the sim node's image_height / image_width defaults

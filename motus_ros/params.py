@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-
 
 class ParameterError(ValueError):
     """A parameter value outside its documented range or set."""
@@ -44,7 +42,11 @@ class Param:
                 raise ParameterError(f"parameter '{self.name}': got {value!r}, expected <= {self.max}")
         return value
 
-    def descriptor(self) -> ParameterDescriptor:
+    def descriptor(self):
+        """rcl_interfaces ParameterDescriptor (imported here: pure modules, e.g. the hardware
+        backends, declare Params without importing ROS)."""
+        from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor  # noqa: PLC0415
+
         text = self.description
         if self.choices is not None:
             text += f" (one of {list(self.choices)})"

@@ -2,6 +2,9 @@
 
 From a source checkout they are the repository folders; after `colcon build` they are
 share/motus_ros/<folder> of the install prefix (found through the ament index).
+
+Two kinds of relative path: those written in the shipped files resolve against that folder
+(`resolve`), those typed on the command line against the current directory (`from_cli`).
 """
 from __future__ import annotations
 
@@ -44,6 +47,13 @@ def launch_dir() -> Path:
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """Absolute paths stay; relative ones are taken relative to the share root."""
+    """A path written in a shipped file (config/*.yaml, a graph): absolute paths stay; relative
+    ones are taken relative to the share root, so they work from any current directory."""
     p = Path(path)
     return p if p.is_absolute() else share_root() / p
+
+
+def from_cli(path: str | os.PathLike) -> Path:
+    """A path the user typed on the command line: `~` expanded, relative ones taken relative to the
+    current directory (as every shell tool does), made absolute so nodes started elsewhere agree."""
+    return Path(path).expanduser().absolute()

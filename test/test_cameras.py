@@ -6,7 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from motus_ros.cameras.base import CameraError, EndOfStream, make_backend
+from motus_ros.cameras.base import CameraError, EndOfStream
+from motus_ros.cameras.registry import make_backend
 from motus_ros.cameras.calibration import load_intrinsics, resolve_intrinsics
 from motus_ros.cameras.opencv import OpenCVBackend
 from motus_ros.cameras.realsense import RealSenseBackend
@@ -318,9 +319,87 @@ def test_camera_node_backend_sim_fails_with_pointer_to_sim_node(ros_context):
 def test_image_qos_defaults_to_reliable_and_names_bad_values():
     from rclpy.qos import ReliabilityPolicy
 
-    from motus_ros.qos import image_qos
+    from motus_ros.ros.qos import image_qos
 
     assert image_qos().reliability == ReliabilityPolicy.RELIABLE
     assert image_qos("best_effort").reliability == ReliabilityPolicy.BEST_EFFORT
     with pytest.raises(ValueError, match=r"got 'sensor', expected one of \['reliable', 'best_effort'\]"):
         image_qos("sensor")
+
+
+def start_camera_node(ros, path, **params):
+    from rclpy.parameter import Parameter
+
+    from motus_ros.nodes.camera_node import CameraNode
+
+    values = {"cameras": ["high"], "backend": "opencv", "width": 64, "height": 48, "fps": 50.0,
+              "high.source": str(path), "diagnostics_period_s": 0.1, **params}
+    return ros.add(CameraNode(parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+
+
+@pytest.mark.ros
+def test_camera_node_lifecycle_transitions(ros, tmp_path):
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from motus_ros.graph.lifecycle import change_state, get_state
+    from ros_harness import wait_until
+
+    path = write_video(tmp_path / "v.avi", [(0, 255, 0)] * 4, size=(64, 48))
+    images = ros.collect(Image, "/camera_high/color/image_raw", qos_profile_sensor_data)
+    node = start_camera_node(ros, path, autostart=False)
+    spin = lambda future, timeout_s: wait_until(future.done, timeout_s, "a lifecycle reply")  # noqa: E731
+    assert get_state(ros.node, "camera", spin=spin) == "unconfigured" and node.streams == []
+    assert change_state(ros.node, "camera", "configure", spin=spin) == "inactive"
+    stream = node.streams[0]
+    assert not stream.opened and stream.frames == 0                    # device not opened yet
+    assert change_state(ros.node, "camera", "activate", spin=spin) == "active"
+    images.wait_for(2, timeout=10)
+    assert change_state(ros.node, "camera", "deactivate", spin=spin) == "inactive"
+    assert not stream.opened                                           # device closed
+    frames = stream.frames
+    assert stream.frames == frames and node.streams == [stream]        # stopped, still configured
+    assert change_state(ros.node, "camera", "cleanup", spin=spin) == "unconfigured"
+    assert node.streams == []
+    assert change_state(ros.node, "camera", "configure", spin=spin) == "inactive"
+    assert change_state(ros.node, "camera", "activate", spin=spin) == "active"
+    wait_until(lambda: node.streams[0].frames >= 2, 10, "frames after reconfiguring")
+    node.close()
+    assert node.lifecycle_state == "finalized" and node.streams == []
+
+
+@pytest.mark.ros
+def test_camera_node_live_and_read_only_parameters(ros, tmp_path):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.parameter import Parameter
+
+    from ros_harness import wait_for_status
+
+    diags = ros.collect(DiagnosticArray, "/diagnostics")
+    node = start_camera_node(ros, tmp_path / "missing.avi", retry_period_s=5.0)
+    wait_for_status(diags, "camera_node: high", lambda level, message, values: "every 5.0 s" in message)
+    # retry_period_s is live: the reader thread and the diagnostics follow it at once.
+    assert node.set_parameters([Parameter("retry_period_s", value=0.25)])[0].successful
+    errors = node.streams[0].errors
+    wait_for_status(diags, "camera_node: high", lambda level, message, values: "every 0.25 s" in message)
+    from ros_harness import wait_until
+    wait_until(lambda: node.streams[0].errors >= errors + 2, 5, "retries at the new period")
+    bad = node.set_parameters([Parameter("retry_period_s", value=0.0)])[0]
+    assert not bad.successful and "retry_period_s" in bad.reason and node.params["retry_period_s"] == 0.25
+    for name, value in (("width", 128), ("backend", "replay"), ("high.source", "/dev/video0")):
+        assert not node.set_parameters([Parameter(name, value=value)])[0].successful, name
+    assert node.get_parameter("width").value == 64
+    node.close()
+
+
+def test_camera_base_knows_no_backend_and_the_registry_names_the_choices():
+    import ast
+    import inspect
+
+    from motus_ros.cameras import base, registry
+
+    tree = ast.parse(inspect.getsource(base))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not any(m and m.startswith("motus_ros.cameras") for m in imported)   # no import cycle
+    with pytest.raises(CameraError, match=r"got 'webcam', expected one of \['realsense', 'opencv'"):
+        registry.make_backend("webcam")

@@ -11,6 +11,7 @@ from motus_ros import layout
 from motus_ros.data import types as bag_types
 from motus_ros.data.bag_writer import BagWriter, mcap_path
 from motus_ros.data.episode import write_json_atomic
+from motus_ros.stamps import seconds_to_ns
 
 T0 = 1000.0
 DURATION = 2.0
@@ -39,10 +40,9 @@ def _msg(msgtype, **fields):
 
 
 def _header(t: float):
-    sec = int(np.floor(t))
+    sec, nanosec = divmod(seconds_to_ns(t), 1_000_000_000)   # carries into sec, never nanosec = 1e9
     return _msg("std_msgs/msg/Header",
-                stamp=_msg("builtin_interfaces/msg/Time", sec=sec, nanosec=int(round((t - sec) * 1e9))),
-                frame_id="")
+                stamp=_msg("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec), frame_id="")
 
 
 def write_bag(folder: Path, *, leader_topic=True, robot="sim", task="transfer the cube",

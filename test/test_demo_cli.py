@@ -44,9 +44,9 @@ class _FakeMonitor:
     def wait_for(self, predicate, timeout, runner=None):
         return predicate()
 
-    def start_fresh_episode(self, runner, horizon_s, wait_s, before_enable=None):
+    def start_fresh_episode(self, runner, wait_s, before_enable=None):
         before_enable()
-        self.started.append(horizon_s)
+        self.started.append(wait_s)
         return "reset", 0.0
 
 
@@ -55,7 +55,7 @@ def test_demo_episode_goes_on_without_a_silent_world_model(capsys):
 
     monitor = _FakeMonitor(chunks=3, wm_futures=0)
     _fresh_scene(monitor, runner=None)
-    assert monitor.started == [1.6]              # 48 rows at 30 Hz: the old plan runs out first
+    assert monitor.started == [120]   # waits for chunks of the new scene, not for the old plan to run out
     assert "world model published nothing" in capsys.readouterr().err
 
     monitor = _FakeMonitor(chunks=3, wm_futures=2)

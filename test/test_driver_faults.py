@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from motus_ros.hardware.interface import ArmState
 from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import DOF, JOINT_NAMES, SERVICES, TOPICS
-from motus_ros.qos import LATCHED
+from motus_ros.ros.qos import LATCHED
 from ros_harness import wait_for_status, wait_until
 from test_driver_node import command
 from test_driver_node import start_driver as start_mock_driver
@@ -183,3 +183,15 @@ def test_no_source_file_uses_the_deprecated_logger_warn():
             if re.search(r"(get_logger\(\)|logger|log)\.warn\(", line):
                 offenders.append(f"{path.relative_to(root)}:{lineno}")
     assert offenders == [], f"use .warning() instead of .warn(): {offenders}"
+
+
+def test_no_call_site_picks_the_log_severity_at_run_time():
+    """rclpy caches each call site's severity: `(log.error if bad else log.info)(text)` raises
+    'Logger severity cannot be changed between calls' the second time (it killed the executor
+    in the soak when chunks came back after a policy timeout)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"\((self\.get_logger\(\)|logger|log)\.(debug|info|warning|error|fatal) if ")
+    offenders = [f"{path.relative_to(root)}:{lineno}"
+                 for path in (root / "motus_ros").rglob("*.py")
+                 for lineno, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == [], f"one logging call per severity: {offenders}"

@@ -145,9 +145,11 @@ def test_clean_stop_holds_position_and_disables_when_configured(ros):
 
 
 def test_bad_parameter_fails_at_start_naming_it(ros_context):
+    # The piper backend's own parameters exist (and are checked) when the piper backend is chosen.
     with pytest.raises(ParameterError, match="can_channels"):
         ArmDriverNode(backend=MockArmBackend("mock"),
-                      parameter_overrides=[Parameter("can_channels", value=["can0"])])
+                      parameter_overrides=[Parameter("backend", value="piper"),
+                                           Parameter("can_channels", value=["can0"])])
 
 
 def test_piper_driver_emergency_stop_service_reaches_the_can_bus(ros):

@@ -65,24 +65,25 @@ def test_offline_metrics_on_held_out_episodes(tmp_path):
 @pytest.mark.e2e
 def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     out = tmp_path / "report.json"
-    proc = subprocess.run([MOTUS_ROS, "eval", "--preset", "tiny", "--episodes", "1", "--episode-timeout", "1.5",
+    # --checkpoint "": the tiny preset's random weights (fast), not the sim graph's trained ones
+    proc = subprocess.run([MOTUS_ROS, "eval", "--checkpoint", "", "--preset", "tiny", "--episodes", "1", "--episode-timeout", "1.5",
                            "--strategy", "replace", "--out", str(out)], capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())["closed_loop"]
     assert report["episodes"] == 1 and report["task"] == "transfer_cube"
     assert 0.0 <= report["success_rate"] <= 1.0 and report["successes"] in (0, 1)
-    assert report["graph"] == "sim (arm_driver, chunk_executor, policy)"
+    assert report["graph"] == "sim (sim, arm_driver, chunk_executor, policy)"   # the sim process runs two nodes
     episode = report["per_episode"][0]
     assert episode["seed"] is not None and episode["sim_duration_s"] > 0 and episode["chunks"] >= 2
     assert episode["reward_samples"] > 0
     assert report["chunk_latency_s"]["count"] >= 1 and report["chunk_latency_s"]["median"] > 0
     logs = tmp_path / "report_run" / "logs"
-    assert {p.stem for p in logs.glob("*.log")} == {"arm_driver", "chunk_executor", "policy"}
+    assert {p.stem for p in logs.glob("*.log")} == {"sim", "chunk_executor", "policy"}      # one log per process
     # --strategy reaches the executor through the overrides file the graph is started with
     assert report["executor_strategy"] == "replace"
     overrides = yaml.safe_load((tmp_path / "report_run" / "overrides.yaml").read_text())
     assert overrides["chunk_executor"]["ros__parameters"]["strategy"] == "replace"
     # no --steps: the policy keeps config/sim/policy.yaml's Euler steps, and the report says how many
     assert "steps" not in overrides["policy"]["ros__parameters"]
-    from motus_ros.graph import load_graph
+    from motus_ros.graph.spec import load_graph
     assert report["euler_steps"] == load_graph("sim").parameter("policy", "steps") > 0

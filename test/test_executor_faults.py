@@ -22,7 +22,7 @@ from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import CHUNK_SIZE, DOF, JOINT_NAMES, SERVICES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
 from motus_ros.nodes.chunk_executor_node import ChunkExecutorNode
-from motus_ros.qos import LATCHED
+from motus_ros.ros.qos import LATCHED
 from ros_harness import wait_for_status, wait_until
 
 pytestmark = pytest.mark.ros
@@ -77,7 +77,7 @@ def test_future_chunk_then_valid_chunks_then_dead_policy_then_estop_then_new_epi
     executor = ros.add(ChunkExecutorNode(parameter_overrides=[
         Parameter("policy_timeout_s", value=0.5), Parameter("diagnostics_period", value=0.1),
         Parameter("control_rate_hz", value=50.0)]))
-    wait_until(lambda: executor.arm_executing is True, 10, "executor to hear /arm/enabled")
+    wait_until(lambda: executor.core.arm_executing is True, 10, "executor to hear /arm/enabled")
     pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
     wait_until(lambda: pub.get_subscription_count() > 0, 5, "executor subscription")
 
@@ -85,12 +85,12 @@ def test_future_chunk_then_valid_chunks_then_dead_policy_then_estop_then_new_epi
     future = ros.node.get_clock().now() + Duration(seconds=3600)
     pub.publish(chunk_msg(future.to_msg(), np.full(DOF, 0.9), chunk_id=1))
     executor_status(diags, lambda lvl, msg, v: v.get("rejected_future_stamp") == "1")
-    assert not executor.scheduler.has_plan
+    assert not executor.core.scheduler.has_plan
     target = np.zeros(DOF)
     target[0] = 0.2
     policy = FakePolicyPublisher(ros, target).start()
     stats.wait_for(1, predicate=lambda s: s.chunk_id > 100)
-    wait_until(lambda: executor.accepted >= 3, 10, "valid chunks accepted after the future one")
+    wait_until(lambda: executor.core.accepted >= 3, 10, "valid chunks accepted after the future one")
     commands.wait_for(5)
 
     # 2. the policy dies: within policy_timeout_s the executor holds the last command, ERROR
@@ -106,29 +106,29 @@ def test_future_chunk_then_valid_chunks_then_dead_policy_then_estop_then_new_epi
     policy = FakePolicyPublisher(ros, target).start()
     executor_status(diags, lambda lvl, msg, v: lvl < 2 and "no chunk" not in msg)
     assert ros.call(Trigger, SERVICES["emergency_stop"], Trigger.Request()).success
-    wait_until(lambda: executor.arm_executing is False, 5, "executor to hear the e-stop")
-    assert not executor.scheduler.has_plan or executor.last_command is None
+    wait_until(lambda: executor.core.arm_executing is False, 5, "executor to hear the e-stop")
+    assert not executor.core.scheduler.has_plan or executor.core.last_command is None
     n = len(commands.messages)
     executor_status(diags, lambda lvl, msg, v: "arm not executing" in msg)
     assert len(commands.messages) <= n + 1
     assert ros.call(Trigger, SERVICES["release_emergency_stop"], Trigger.Request()).success
     assert ros.call(Trigger, SERVICES["enable"], Trigger.Request()).success
-    wait_until(lambda: executor.arm_executing is True, 5, "executor to hear the enable")
+    wait_until(lambda: executor.core.arm_executing is True, 5, "executor to hear the enable")
     commands.wait_for(len(commands.messages) + 5)
 
     # 4. a new sim episode drops the plan too (the old plan belongs to the old scene)
-    resets = executor.resets
+    resets = executor.core.resets
     episode = ros.node.create_publisher(UInt32, TOPICS["sim_episode"], LATCHED)
     episode.publish(UInt32(data=1))                     # latched: a late joiner learns the episode
-    wait_until(lambda: executor.sim_episode == 1, 5, "executor to hear the current episode")
-    assert executor.resets == resets                    # learning the episode is not a reset
+    wait_until(lambda: executor.core.episode_number == 1, 5, "executor to hear the current episode")
+    assert executor.core.resets == resets                    # learning the episode is not a reset
     episode.publish(UInt32(data=2))
-    wait_until(lambda: executor.resets > resets, 5, "executor reset on a new sim episode")
+    wait_until(lambda: executor.core.resets > resets, 5, "executor reset on a new sim episode")
 
     # 5. the reset service
-    resets = executor.resets
+    resets = executor.core.resets
     reply = ros.call(Trigger, SERVICES["executor_reset"], Trigger.Request())
-    assert reply.success and executor.resets == resets + 1
+    assert reply.success and executor.core.resets == resets + 1
     policy.kill()
     driver.close()
 

@@ -13,6 +13,7 @@ from motus_ros.hardware.mock import MockArmBackend
 from motus_ros.layout import CHUNK_SIZE, DOF, JOINT_NAMES, TOPICS
 from motus_ros.nodes.arm_driver_node import ArmDriverNode
 from motus_ros.nodes.chunk_executor_node import ChunkExecutorNode
+from motus_ros.stamps import to_time_msg
 from ros_harness import wait_until
 
 pytestmark = pytest.mark.ros
@@ -103,7 +104,7 @@ def test_world_model_chunks_never_command_the_arm(ros):
                    for st in msg.status if st.name == "chunk_executor" for kv in st.values)
 
     diags.wait_for(1, timeout=10, predicate=rejected)
-    assert node.commands == 0 and not node.scheduler.has_plan
+    assert node.core.commands == 0 and not node.core.scheduler.has_plan
 
 
 def test_executor_follows_sim_time_from_clock(ros):
@@ -113,9 +114,7 @@ def test_executor_follows_sim_time_from_clock(ros):
     wait_until(lambda: clock_pub.get_subscription_count() > 0, 5, "executor /clock subscription")
 
     def publish_clock(t):
-        msg = Clock()
-        msg.clock.sec, msg.clock.nanosec = int(t), int(round((t % 1) * 1e9))
-        clock_pub.publish(msg)
+        clock_pub.publish(Clock(clock=to_time_msg(t)))
 
     publish_clock(100.0)
     wait_until(lambda: abs(node.get_clock().now().nanoseconds * 1e-9 - 100.0) < 1e-6, 5, "sim time 100 s")
@@ -127,7 +126,7 @@ def test_executor_follows_sim_time_from_clock(ros):
     pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
     wait_until(lambda: pub.get_subscription_count() > 0, 5, "executor subscription")
     pub.publish(msg)
-    wait_until(lambda: node.scheduler.has_plan, 5, "chunk accepted")
+    wait_until(lambda: node.core.scheduler.has_plan, 5, "chunk accepted")
     # Advance sim time in control periods; the timer fires on sim time, wall time is irrelevant.
     t = 100.0
     for _ in range(10):
@@ -138,3 +137,90 @@ def test_executor_follows_sim_time_from_clock(ros):
     last = commands.messages[-1]
     # the newest command follows the row due at the current sim time (<= 10 rows, step-limited)
     assert 0.0 < last.position[0] <= 0.1 + 1e-9
+
+
+def set_parameter(ros, name, value):
+    """Set one parameter through the node's service, as `ros2 param set /chunk_executor` does."""
+    from rcl_interfaces.srv import SetParameters
+
+    request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+    return ros.call(SetParameters, "/chunk_executor/set_parameters", request).results[0]
+
+
+def test_strategy_set_at_run_time_changes_the_blending_of_the_next_chunk(ros):
+    stats = ros.collect(ChunkExecutionStats, TOPICS["execution_stats"])
+    node = start_executor(ros, strategy="rtc", policy_timeout_s=30.0)
+    pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+    wait_until(lambda: pub.get_subscription_count() > 0, 5, "executor subscription")
+    pub.publish(make_chunk_msg(ros.node.get_clock().now().to_msg(), np.zeros(DOF), 1))
+    stats.wait_for(1, predicate=lambda s: s.chunk_id == 1)
+    pub.publish(make_chunk_msg(ros.node.get_clock().now().to_msg(), np.ones(DOF), 2))
+    rtc = stats.wait_for(1, predicate=lambda s: s.chunk_id == 2)[0]
+    assert rtc.strategy == "rtc" and rtc.blend_discontinuity == pytest.approx(0.0)   # frozen rows
+
+    result = set_parameter(ros, "strategy", "replace")
+    assert result.successful and node.core.settings.strategy == "replace"
+    assert node.get_parameter("strategy").value == "replace"
+    pub.publish(make_chunk_msg(ros.node.get_clock().now().to_msg(), np.full(DOF, 2.0), 3))
+    replaced = stats.wait_for(1, predicate=lambda s: s.chunk_id == 3)[0]
+    # replace: the new chunk (2 rad) takes over at once from a plan still near 0 rad (rtc kept chunk
+    # 1's rows frozen and only started blending toward 1 rad): a jump at the switch, where rtc has none
+    assert replaced.strategy == "replace" and replaced.blend_discontinuity > 1.0
+
+
+def test_read_only_and_invalid_parameters_are_refused_and_change_nothing(ros):
+    node = start_executor(ros, strategy="rtc")
+    fixed = set_parameter(ros, "control_rate_hz", 50.0)
+    assert not fixed.successful
+    assert node.get_parameter("control_rate_hz").value == 30.0 and node.p["control_rate_hz"] == 30.0
+    bad = set_parameter(ros, "strategy", "fast")
+    assert not bad.successful and "strategy" in bad.reason and "'fast'" in bad.reason
+    assert node.get_parameter("strategy").value == "rtc" and node.core.settings.strategy == "rtc"
+    assert not set_parameter(ros, "policy_timeout_s", 0.0).successful        # below 0.05 s
+    assert node.core.settings.policy_timeout_s == 1.0
+    assert set_parameter(ros, "max_joint_step", 0.02).successful              # a live limit
+    assert node.core.max_step[0] == pytest.approx(0.02)
+
+
+def test_joint_states_in_another_order_are_reordered_and_bad_ones_counted(ros):
+    diags = ros.collect(DiagnosticArray, "/diagnostics")
+    node = start_executor(ros, diagnostics_period=0.1)
+    pub = ros.node.create_publisher(JointState, TOPICS["joint_states"], 10)
+    wait_until(lambda: pub.get_subscription_count() > 0, 5, "executor state subscription")
+    values = np.arange(DOF, dtype=float) * 0.01
+    pub.publish(JointState(name=["head_pan", *reversed(JOINT_NAMES)], position=[9.0, *values[::-1]]))
+    wait_until(lambda: node.measured is not None, 5, "the reordered state")
+    np.testing.assert_allclose(node.measured, values)
+    pub.publish(JointState(name=list(JOINT_NAMES[:-1]), position=values[:-1].tolist()))
+
+    def counted(msg):
+        return any(kv.key == "rejected_states_wrong_names" and kv.value == "1"
+                   for st in msg.status if st.name == "chunk_executor" for kv in st.values)
+
+    diags.wait_for(1, timeout=10, predicate=counted)
+    np.testing.assert_allclose(node.measured, values)                         # the refused one is not used
+
+
+def test_a_new_sim_episode_refuses_chunks_observed_before_its_start(ros):
+    from std_msgs.msg import Header, UInt32
+
+    from motus_ros.ros.qos import LATCHED
+
+    node = start_executor(ros, strategy="replace")
+    chunks = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+    start_pub = ros.node.create_publisher(Header, TOPICS["episode_start"], LATCHED)
+    episode_pub = ros.node.create_publisher(UInt32, TOPICS["sim_episode"], LATCHED)
+    wait_until(lambda: chunks.get_subscription_count() > 0, 5, "executor subscription")
+    episode_pub.publish(UInt32(data=1))
+    wait_until(lambda: node.core.episode_number == 1, 5, "the current episode")
+    before = ros.node.get_clock().now()
+    start = before + rclpy_duration(0.01)
+    start_pub.publish(Header(stamp=start.to_msg()))
+    wait_until(lambda: node.episode_start is not None, 5, "the episode start")
+    episode_pub.publish(UInt32(data=2))
+    wait_until(lambda: node.core.resets == 1, 5, "the reset of episode 2")
+    chunks.publish(make_chunk_msg(before.to_msg(), np.zeros(DOF), 1))         # the old scene's
+    wait_until(lambda: node.core.chunks_before_reset == 1, 5, "the old chunk refused")
+    assert not node.core.scheduler.has_plan and not node.core.rejected        # refused, not a fault
+    chunks.publish(make_chunk_msg((start + rclpy_duration(0.001)).to_msg(), np.zeros(DOF), 2))
+    wait_until(lambda: node.core.accepted == 1, 5, "the new scene's chunk")

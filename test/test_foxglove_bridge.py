@@ -19,8 +19,9 @@ from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Bool
 
 from motus_msgs.msg import ActionChunk
-from motus_ros import layout, qos
-from motus_ros.image_conversions import numpy_to_image
+from motus_ros import layout
+from motus_ros.ros import qos
+from motus_ros.ros.images import numpy_to_image
 from ros_harness import wait_until
 
 pytest.importorskip("foxglove")
@@ -188,3 +189,11 @@ def test_shipped_layout_shows_topics_the_graph_publishes():
         return [node] if isinstance(node, str) else leaves(node["first"]) + leaves(node["second"])
 
     assert sorted(leaves(doc["layout"])) == sorted(doc["configById"])
+
+
+def test_demo_prints_the_bridge_address_of_graphs_that_have_one():
+    from motus_ros.commands.demo import live_view_url
+    from motus_ros.graph.spec import load_graph
+
+    assert live_view_url(load_graph("sim")) == "ws://localhost:8765"
+    assert live_view_url(load_graph("mock")) is None

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from motus_ros import graph as graph_mod
-from motus_ros.graph import GraphError, load_graph
+from motus_ros.graph import spec as graph_mod
+from motus_ros.graph.spec import GraphError, load_graph
 
 PARAMS = "talker:\n  ros__parameters:\n    rate: 5.0\n"
 
@@ -119,3 +119,22 @@ def test_every_shipped_profile_loads_with_its_parameter_files():
         for node in spec.nodes:
             for path in node.parameters:
                 assert path.is_file(), f"{profile}/{node.name}: {path}"
+
+
+def test_one_process_may_run_several_named_nodes(tmp_path):
+    (tmp_path / "both.yaml").write_text("world:\n  ros__parameters:\n    seed: 3\n"
+                                        "arm_driver:\n  ros__parameters:\n    rate_hz: 50.0\n")
+    path = tmp_path / "g.yaml"
+    path.write_text(f"robot: sim\nnodes:\n  - name: world\n    executable: sim_node\n    nodes: [world, arm_driver]\n"
+                    f"    parameters: [{tmp_path / 'both.yaml'}]\n  - {{name: policy, executable: policy_node}}\n")
+    spec = load_graph(str(path))
+    assert spec.node("arm_driver") is spec.node("world") and spec.node("world").ros_nodes == ("world", "arm_driver")
+    assert spec.parameter("arm_driver", "rate_hz") == 50.0 and spec.parameter("world", "seed") == 3
+    # The robot's values are aimed at the node they are for: `-p node:name:=value`.
+    args = spec.node("world").ros_arguments()
+    assert "arm_driver:backend:=sim" in args and not any(a.startswith("backend:=") for a in args)
+    assert spec.parameter("arm_driver", "backend") == "sim" and spec.parameter("world", "backend") is None
+    assert spec.parameter("policy", "robot") == "sim"
+    path.write_text("nodes:\n  - {name: a, executable: x, nodes: [a, b]}\n  - {name: b, executable: y}\n")
+    with pytest.raises(GraphError, match=r"duplicate node name 'b'"):
+        load_graph(str(path))

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 PROBE = """
 import time
 from std_msgs.msg import Float64
-from motus_ros.graph_monitor import GraphMonitor
+from motus_ros.graph.monitor import GraphMonitor
 monitor = GraphMonitor("monitor_probe")
 monitor.node.create_subscription(Float64, "/monitor_probe", lambda msg: None, 10)
 time.sleep(0.2)

@@ -6,8 +6,8 @@ import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 
-from motus_ros.lifecycle_client import LifecycleError, change_state, get_state
-from motus_ros.nodes._managed import ManagedNode
+from motus_ros.graph.lifecycle import LifecycleError, change_state, get_state
+from motus_ros.ros.managed import ManagedNode
 from motus_ros.params import Param, ParameterError, declare_parameters
 
 
@@ -59,7 +59,9 @@ def test_autostart_reaches_active_and_close_releases_once(ros):
 
 
 def test_failed_configure_is_refused_and_can_be_retried(ros):
-    node = Recorded("managed_b", fail_configure=True)
+    node = Recorded("managed_b", fail_configure=True, autostart=False)
+    with pytest.raises(RuntimeError, match="device missing"):   # autostart raises the reason
+        node.start(True)
     assert node.lifecycle_state == "unconfigured"
     assert node.calls == ["configure", "cleanup"]       # the half-done configure was undone
     node.fail_configure = False

@@ -7,7 +7,7 @@ import rclpy
 from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 
-from motus_ros.nodes._run import watch_sim_clock
+from motus_ros.ros.run import watch_sim_clock
 from ros_harness import wait_until
 
 

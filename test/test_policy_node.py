@@ -14,9 +14,9 @@ from std_msgs.msg import String
 from fake_policy import FakePolicy
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_msgs.srv import SetMode
-from motus_ros.image_conversions import numpy_to_image
+from motus_ros.ros.images import numpy_to_image
 from motus_ros.layout import CAMERAS, JOINT_NAMES, camera_image_topic
-from motus_ros.nodes._observation import seconds_to_stamp, stamp_seconds
+from motus_ros.stamps import to_seconds as stamp_seconds, to_time_msg as seconds_to_stamp
 from ros_harness import wait_until
 
 pytestmark = pytest.mark.ros
@@ -128,15 +128,26 @@ def test_set_mode_switches_vla_joint_and_refuses_world_model_modes(ros):
     node.close()
 
 
-def test_mode_topic_switches_and_refuses(ros):
+def test_mode_topic_reports_the_mode_set_by_the_service(ros):
+    """/motus/set_mode is the one way to change the mode; /motus/mode reports it, latched."""
+    from motus_ros.ros.qos import LATCHED
+
     policies = []
     node = make_node(ros, policies)
-    pub = ros.node.create_publisher(InferenceMode, "/motus/mode", 10)
-    wait_until(lambda: (pub.publish(InferenceMode(mode=InferenceMode.JOINT)), node.mode)[1] == "joint",
-               10, "mode JOINT from /motus/mode")
-    wait_until(lambda: (pub.publish(InferenceMode(mode=InferenceMode.WM)), node.refused)[1] > 0,
-               10, "WM refusal")
+    reports = ros.collect(InferenceMode, "/motus/mode", LATCHED)
+    assert reports.wait_for(1)[-1].mode == InferenceMode.VLA       # the start mode, to late joiners
+    assert ros.call(SetMode, "/motus/set_mode",
+                    SetMode.Request(mode=InferenceMode(mode=InferenceMode.JOINT))).success
+    reports.wait_for(1, predicate=lambda m: m.mode == InferenceMode.JOINT)
+    refused = ros.call(SetMode, "/motus/set_mode", SetMode.Request(mode=InferenceMode(mode=InferenceMode.WM)))
+    assert not refused.success and node.refused == 1
     assert node.mode == "joint" and "VLA(0) or JOINT(4)" in node.last_error
+    assert not any(m.mode == InferenceMode.WM for m in reports.messages)
+    late = ros.collect(InferenceMode, "/motus/mode", LATCHED)
+    late.wait_for(1, predicate=lambda m: m.mode == InferenceMode.JOINT)
+    # The report topic is not a second way to set the mode: the node does not subscribe to it.
+    subscribed = {t for t, _ in ros.node.get_subscriber_names_and_types_by_node("policy", "/")}
+    assert "/motus/mode" not in subscribed and "/motus/instruction" in subscribed
     node.close()
 
 
@@ -214,4 +225,60 @@ def test_real_tiny_preset_publishes_a_chunk(ros):
     actions = np.asarray(chunk.positions).reshape(chunk.horizon, 14)
     assert np.all(np.isfinite(actions)) and chunk.horizon > 0
     assert any(abs(stamp_seconds(chunk.header.stamp) - s) < 1e-6 for s in stamps)
+    node.close()
+
+
+# -- lifecycle and live parameters -----------------------------------------------------------------
+def test_lifecycle_transitions_load_act_stop_and_release(ros):
+    from motus_ros.graph.lifecycle import change_state, get_state
+
+    policies = []
+    chunks = ros.collect(ActionChunk, "/motus/action_chunk")
+    node = make_node(ros, policies, autostart=False)
+    source = ObservationSource(ros)
+    client = ros.node
+    spin = lambda future, timeout_s: wait_until(future.done, timeout_s, "a lifecycle reply")  # noqa: E731
+    assert get_state(client, "policy", spin=spin) == "unconfigured"
+    assert policies == [] and node.worker is None                     # nothing loaded yet
+    assert change_state(client, "policy", "configure", spin=spin) == "inactive"
+    assert len(policies) == 1 and node.worker is not None
+    for _ in range(10):
+        source.publish(source.now())
+    assert chunks.messages == [] and policies[0].observations == []   # loaded, not acting
+    assert change_state(client, "policy", "activate", spin=spin) == "active"
+    wait_for_chunk(ros, source, chunks)
+    assert change_state(client, "policy", "deactivate", spin=spin) == "inactive"
+    assert node.worker.wait_idle(5.0)
+    seen = len(chunks.messages)
+    for _ in range(10):
+        source.publish(source.now())
+    assert node.worker.wait_idle(5.0) and len(chunks.messages) == seen   # stopped producing
+    assert change_state(client, "policy", "cleanup", spin=spin) == "unconfigured"
+    assert node.worker is None
+    assert change_state(client, "policy", "configure", spin=spin) == "inactive"
+    assert len(policies) == 2                                         # loaded again
+    assert change_state(client, "policy", "activate", spin=spin) == "active"
+    wait_for_chunk(ros, source, chunks, lambda m: m.chunk_id > seen)
+    node.close()
+    assert node.lifecycle_state == "finalized"
+
+
+def test_live_parameters_apply_and_read_only_ones_are_refused(ros):
+    policies = []
+    chunks = ros.collect(ActionChunk, "/motus/action_chunk")
+    node = make_node(ros, policies, steps=3)
+    source = ObservationSource(ros)
+    wait_for_chunk(ros, source, chunks)
+    assert node.set_parameters([Parameter("instruction", value="stack the cups"),
+                                Parameter("steps", value=6),
+                                Parameter("control_rate_hz", value=50.0)])[0].successful
+    chunk, _ = wait_for_chunk(ros, source, chunks, lambda m: m.control_period == pytest.approx(0.02))
+    assert policies[0].observations[-1]["instruction"] == "stack the cups"
+    assert policies[0].steps == 6 and node.steps == 6
+    assert not node.set_parameters([Parameter("steps", value=5000)])[0].successful   # out of range
+    assert node.steps == 6
+    for name, value in (("preset", "small"), ("mode", "joint"), ("cameras", ["high"])):
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful, name
+    assert node.get_parameter("preset").value == "tiny" and node.mode == "vla"
     node.close()

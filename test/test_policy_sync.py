@@ -6,8 +6,8 @@ import threading
 import numpy as np
 import pytest
 
-from motus_ros.layout import JOINT_NAMES
-from motus_ros.policy.modes import CONTROL_MODES, check_mode, mode_id, mode_name
+from motus_ros.layout import JOINT_NAMES, LayoutError
+from motus_ros.motus.modes import CONTROL_MODES, check_mode, mode_id
 from motus_ros.policy.sync import STATE, ObservationSync, state_vector
 from motus_ros.policy.worker import InferenceWorker
 
@@ -87,14 +87,26 @@ def test_state_vector_orders_by_name_and_names_missing():
         state_vector(JOINT_NAMES, [np.nan] + [0.0] * 13)
 
 
+def test_state_vector_ignores_extra_joints_and_gives_a_reason_key():
+    names = ["head_pan", *reversed(JOINT_NAMES)]            # a robot that reports one more joint
+    vec = state_vector(names, [99.0, *range(14)])
+    assert vec[0] == 13 and vec[13] == 0 and 99.0 not in vec
+    with pytest.raises(LayoutError) as err:
+        state_vector(JOINT_NAMES, [0.0] * 13)
+    assert err.value.reason == "wrong_size"
+    with pytest.raises(LayoutError) as err:
+        state_vector(JOINT_NAMES, [np.inf] + [0.0] * 13)
+    assert err.value.reason == "non_finite"
+
+
 def test_modes():
-    assert mode_name(4) == "joint" and mode_name("VLA") == "vla" and mode_id("wm") == 1
+    assert check_mode(4) == "joint" and check_mode("VLA") == "vla" and mode_id("wm") == 1
     assert check_mode(0, CONTROL_MODES, "policy node") == "vla"
     with pytest.raises(ValueError, match=r"mode WM refused by policy node: it accepts only "
                                          r"VLA\(0\) or JOINT\(4\)"):
         check_mode(1, CONTROL_MODES, "policy node")
     with pytest.raises(ValueError, match=r"got 9, expected one of VLA\(0\)"):
-        mode_name(9)
+        check_mode(9)
 
 
 class GatedPolicy:

@@ -118,3 +118,24 @@ def test_write_error_keeps_what_reached_the_disk(tmp_path):
     path = session.stop(keep=True)
     with Reader(path) as reader:
         assert [c.msgcount for c in reader.connections] == [5]
+
+
+@pytest.mark.ros
+def test_min_free_mb_is_live_and_output_dir_is_read_only(ros, tmp_path):
+    from rclpy.parameter import Parameter
+
+    from motus_msgs.srv import StartEpisode
+
+    disk = FakeDisk(500.0)
+    recorder = ros.add(make_recorder(tmp_path, min_free_mb=100.0, free_space_fn=disk))
+    assert recorder.set_parameters([Parameter("min_free_mb", value=1000.0)])[0].successful
+    refused = ros.call(StartEpisode, layout.SERVICES["start_episode"], StartEpisode.Request(task="t"))
+    assert not refused.success and "min_free_mb is 1000" in refused.message     # the new limit
+    bad = recorder.set_parameters([Parameter("min_free_mb", value=-1.0)])[0]
+    assert not bad.successful and "min_free_mb" in bad.reason and recorder.p["min_free_mb"] == 1000.0
+    fixed = recorder.set_parameters([Parameter("output_dir", value=str(tmp_path / "other"))])[0]
+    assert not fixed.successful and recorder.p["output_dir"] == str(tmp_path / "episodes")
+    assert recorder.set_parameters([Parameter("min_free_mb", value=100.0)])[0].successful
+    start = ros.call(StartEpisode, layout.SERVICES["start_episode"], StartEpisode.Request(task="t"))
+    assert start.success and (tmp_path / "episodes" / start.episode_id).is_dir()
+    recorder.close()

@@ -10,7 +10,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_harness import wait_until
 
 from motus_ros import layout
-from motus_ros.image_conversions import numpy_to_image
+from motus_ros.ros.images import numpy_to_image
 
 ROOT = Path(__file__).resolve().parent.parent
 N = 12  # messages per topic
@@ -199,13 +199,12 @@ def test_bad_topic_parameter_names_it(ros_context, tmp_path):
 
 @pytest.mark.parametrize("robot", ["sim", "agilex_aloha2", "ac_one"])
 def test_parameter_files_load(ros_context, tmp_path, robot):
-    from rclpy.parameter import Parameter, parameter_dict_from_yaml_file
+    from rclpy.parameter import Parameter
 
+    from motus_ros.graph.spec import load_graph
     from motus_ros.nodes.recorder_node import RecorderNode
-    path = ROOT / "config" / robot / "recorder.yaml"
-    values = parameter_dict_from_yaml_file(str(path), target_nodes=["recorder"])
-    overrides = [Parameter.from_parameter_msg(p) for p in values.values()
-                 if p.name != "output_dir"]
+    values = load_graph(robot).node_parameters("recorder")   # what the robot's graph starts it with
+    overrides = [Parameter(k, value=v) for k, v in values.items() if k != "output_dir"]
     node = RecorderNode(parameter_overrides=[*overrides,
                                              Parameter("output_dir", value=str(tmp_path))])
     try:

@@ -1,4 +1,5 @@
-"""SimArmBackend: arm interface over the MuJoCo world, and its ROS side (/clock, cameras, status)."""
+"""SimArmBackend: arm interface over the MuJoCo world, and its ROS side, the sim node (/clock,
+cameras, status, /sim/reset)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 from motus_ros.hardware.sim_backend import SimArmBackend
 from motus_ros.layout import JOINT_NAMES
 from motus_ros.sim import world as sw
+from motus_ros.stamps import to_seconds
 from ros_harness import wait_until
 
 
@@ -81,9 +83,10 @@ def test_reset_starts_a_new_episode(backend):
     backend.connect()
     first = backend.world.seed
     t = backend.sim_time
-    poses = backend.reset()
+    episode = backend.reset()
     assert backend.episode == 1 and backend.world.seed != first
-    assert set(poses) == {"box"}
+    assert (episode.number, episode.seed) == (1, backend.world.seed)
+    assert set(episode.object_poses) == {"box"}
     assert backend.sim_time > t  # /clock never goes back or repeats (test_sim_stamps.py: exactly one step)
 
 
@@ -94,16 +97,16 @@ def test_factory_builds_sim_backend_from_registry():
 
 
 @pytest.mark.ros
-def test_attach_publishes_clock_cameras_status_and_resets(ros):
-    import rclpy
+def test_sim_node_publishes_clock_cameras_status_and_resets(ros):
     from geometry_msgs.msg import PoseArray
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Bool, Float64, UInt32
-    from std_srvs.srv import Trigger
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-    node = ros.add(rclpy.create_node("sim_driver_under_test"))
+    from motus_msgs.srv import ResetEpisode
+    from motus_ros.nodes.sim_node import SimNode
+
     backend = SimArmBackend(image_height=60, image_width=80, camera_rate_hz=10.0,
                             real_time_factor=5.0, seed=0)
     clock = ros.collect(Clock, "/clock")
@@ -117,18 +120,17 @@ def test_attach_publishes_clock_cameras_status_and_resets(ros):
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     episode = ros.collect(UInt32, "/sim/episode", latched)
     try:
+        ros.add(SimNode(backend=backend))
         backend.connect()
-        backend.attach(node)
         ticks = clock.wait_for(5, timeout=20)
-        stamps = [m.clock.sec + m.clock.nanosec * 1e-9 for m in ticks]
+        stamps = [to_seconds(m.clock) for m in ticks]
         assert all(b > a for a, b in zip(stamps, stamps[1:])), stamps
         for camera, collector in images.items():
             msg = collector.wait_for(2, timeout=30)[-1]
             assert (msg.height, msg.width, msg.encoding) == (60, 80, "rgb8"), camera
             assert len(msg.data) == 60 * 80 * 3
         first, second = images["high"].messages[:2]
-        dt = (second.header.stamp.sec - first.header.stamp.sec) + \
-             (second.header.stamp.nanosec - first.header.stamp.nanosec) * 1e-9
+        dt = to_seconds(second.header.stamp) - to_seconds(first.header.stamp)
         assert dt == pytest.approx(0.1, abs=1e-6)  # 10 Hz of simulated time
         k = info.wait_for(1, timeout=10)[0].k
         # calibration/sim/high.yaml: f = 240 / tan(39 deg) at 640x480, scaled to 80x60
@@ -138,8 +140,9 @@ def test_attach_publishes_clock_cameras_status_and_resets(ros):
         pose = poses.wait_for(1, timeout=10)[-1]
         assert len(pose.poses) == 1 and pose.header.frame_id == "world"
         assert episode.wait_for(1, timeout=10)[-1].data == 0
-        response = ros.call(Trigger, "/sim/reset", Trigger.Request())
+        response = ros.call(ResetEpisode, "/sim/reset", ResetEpisode.Request())
         assert response.success and "episode 1" in response.message
+        assert (response.episode, response.seed) == (1, backend.world.seed)
         episode.wait_for(1, timeout=10, predicate=lambda m: m.data == 1)
     finally:
         backend.close()
@@ -148,21 +151,21 @@ def test_attach_publishes_clock_cameras_status_and_resets(ros):
 @pytest.mark.ros
 def test_teleop_expert_publishes_the_scripted_plan_on_sim_time(ros):
     """Expert node: plans from /sim/object_poses, publishes the plan on /master/joint_states."""
-    import rclpy
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Bool
 
+    from motus_msgs.srv import ResetEpisode
+    from motus_ros.nodes.sim_node import SimNode
     from motus_ros.nodes.teleop_expert_node import TeleopExpertNode
     from motus_ros.sim.scripted_expert import ScriptedExpert
 
-    node = ros.add(rclpy.create_node("sim_driver_for_expert"))
     backend = SimArmBackend(camera_rate_hz=0.0, real_time_factor=4.0, seed=0)
     leader = ros.collect(JointState, "/master/joint_states")
     done = ros.collect(Bool, "/teleop_expert/episode_done")
     try:
+        ros.add(SimNode(backend=backend))
         backend.connect()
-        backend.attach(node)
         expert = ros.add(TeleopExpertNode(parameter_overrides=[
             Parameter("use_sim_time", Parameter.Type.BOOL, True)]))
         done.wait_for(1, timeout=60)
@@ -170,12 +173,11 @@ def test_teleop_expert_publishes_the_scripted_plan_on_sim_time(ros):
         assert all(list(m.name) == list(JOINT_NAMES) for m in msgs)
         plan = ScriptedExpert("transfer_cube", backend.world.object_poses())
         for m in msgs[::10]:
-            t = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 - expert.t0_ns * 1e-9
+            t = to_seconds(m.header.stamp) - expert.t0_ns * 1e-9
             np.testing.assert_allclose(m.position, plan.action_at(max(t, 0.0)), atol=1e-3)
         assert expert.episodes_started == 1
         # a /sim/reset restarts the expert for the new episode
-        from std_srvs.srv import Trigger
-        assert ros.call(Trigger, "/sim/reset", Trigger.Request()).success
+        assert ros.call(ResetEpisode, "/sim/reset", ResetEpisode.Request()).success
         wait_until(lambda: expert.episodes_started == 2, 30.0, "the expert to plan episode 1")
     finally:
         backend.close()

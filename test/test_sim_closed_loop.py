@@ -11,29 +11,61 @@ import numpy as np
 import pytest
 
 from motus_ros import layout
-from motus_ros.training.sim_closed_loop import (ExecutedChunks, FirstChunks, ScriptedChunkPolicy, executor_settings,
-                                               run_episodes, scene_dependence)
+from motus_ros.execution.chunks import Chunk
+from motus_ros.execution.executor import ChunkExecutor, ExecutorSettings
+from motus_ros.training.sim_closed_loop import (FirstChunks, ScriptedChunkPolicy, executor_settings, run_episodes,
+                                               scene_dependence)
 
 MOTUS_ROS = str(Path(sys.executable).parent / "motus-ros")
 
 
-def test_chunk_rows_are_targets_one_control_period_apart_and_steps_are_limited():
-    settings = {**executor_settings("replace"), "max_joint_step": 10.0, "max_gripper_step": 10.0}
-    period = 1.0 / layout.CONTROL_RATE_HZ
-    ex = ExecutedChunks(settings, step_s=period)
-    ex.reset(np.zeros(layout.DOF))
-    ex.add(np.arange(48, dtype=float)[:, None] * np.full((1, layout.DOF), 0.01), observed_at=2.0)
-    assert ex.step(2.0 + period)[0] == pytest.approx(0.0)            # row 0 at (0 + 1) / rate
-    assert ex.step(2.0 + 2.5 * period)[0] == pytest.approx(0.015)    # between rows 1 and 2
-    assert ex.step(100.0)[0] == pytest.approx(0.47)                  # past the end: hold the last row
+def executor(strategy="replace", tick_s=1.0 / layout.CONTROL_RATE_HZ, **changes):
+    """The in-process loop's executor: the sim graph's settings, ticked every tick_s."""
+    settings = ExecutorSettings.from_params({**executor_settings(strategy), **changes})
+    return ChunkExecutor(settings, tick_s=tick_s)
 
-    slow = ExecutedChunks(executor_settings("replace"), step_s=0.02)  # the sim graph's limits at 50 Hz
+
+def chunk(rows, observed_at):
+    return Chunk(observed_at, 1.0 / layout.CONTROL_RATE_HZ, np.asarray(rows, dtype=float))
+
+
+def test_chunk_rows_are_targets_one_control_period_apart_and_steps_are_limited():
+    period = 1.0 / layout.CONTROL_RATE_HZ
+    # Huge step limits (rows are followed exactly); a long policy timeout so the plan is followed
+    # to its end instead of holding.
+    ex = executor(max_joint_step=10.0, max_gripper_step=10.0, policy_timeout_s=1000.0)
+    zero = np.zeros(layout.DOF)
+    ex.add(chunk(np.arange(48, dtype=float)[:, None] * np.full((1, layout.DOF), 0.01), 2.0), now=2.0)
+    assert ex.tick(2.0 + period, zero)[0] == pytest.approx(0.0)            # row 0 at (0 + 1) / rate
+    assert ex.tick(2.0 + 2.5 * period, zero)[0] == pytest.approx(0.015)    # between rows 1 and 2
+    assert ex.tick(100.0, zero)[0] == pytest.approx(0.47)                  # past the end: hold the last row
+
+    slow = executor(tick_s=0.02)                   # the sim graph's limits at 50 Hz
     arm_limit = executor_settings()["max_joint_step"] * 0.02 * executor_settings()["control_rate_hz"]
-    slow.reset(np.zeros(layout.DOF))
-    slow.add(np.ones((48, layout.DOF)), observed_at=0.0)
-    first = slow.step(0.02)
+    slow.add(chunk(np.ones((48, layout.DOF)), 0.0), now=0.0)
+    first = slow.tick(0.02, zero)
     assert first[0] == pytest.approx(arm_limit) and arm_limit < 1.0   # no jump of 1 rad in one step
-    assert slow.step(0.04)[0] == pytest.approx(2 * arm_limit)
+    assert slow.tick(0.04, zero)[0] == pytest.approx(2 * arm_limit)
+
+
+def test_in_process_executor_is_the_node_core_with_the_sim_graph_parameters():
+    from motus_ros.graph.spec import load_graph
+
+    graph = load_graph("sim")
+    settings = executor_settings()
+    for name in ("strategy", "max_joint_step", "max_gripper_step", "policy_timeout_s"):
+        assert settings[name] == graph.parameter("chunk_executor", name)
+    assert executor_settings("replace")["strategy"] == "replace"
+
+
+def test_reset_drops_the_old_plan_at_once():
+    ex = executor(max_joint_step=10.0, max_gripper_step=10.0)
+    ex.add(chunk(np.ones((48, layout.DOF)), 0.0), now=0.0)
+    assert ex.tick(0.1, np.zeros(layout.DOF))[0] == pytest.approx(1.0)
+    ex.reset()                                       # a new episode: nothing of the old plan is played
+    assert ex.tick(0.2, np.zeros(layout.DOF)) is None and not ex.scheduler.has_plan
+    ex.add(chunk(np.full((48, layout.DOF), 0.5), 0.2), now=0.2)  # the new scene's first chunk goes in
+    assert ex.tick(0.2 + 1.0 / layout.CONTROL_RATE_HZ, np.zeros(layout.DOF))[0] == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("strategy", ["rtc", "temporal_ensemble"])
@@ -76,7 +108,9 @@ def test_eval_in_process_cli_reports_the_sim_driver_seed_sequence(tmp_path):
     finally:
         backend.close()
     out = tmp_path / "report.json"
-    proc = subprocess.run([MOTUS_ROS, "eval", "--in-process", "--preset", "tiny", "--episodes", "2", "--seed", "5",
+    # --checkpoint '': the tiny preset's random weights (the default is the sim graph's checkpoint)
+    proc = subprocess.run([MOTUS_ROS, "eval", "--in-process", "--checkpoint", "", "--preset", "tiny",
+                           "--episodes", "2", "--seed", "5",
                            "--episode-timeout", "0.4", "--replan", "0.2", "--threads", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -85,7 +119,7 @@ def test_eval_in_process_cli_reports_the_sim_driver_seed_sequence(tmp_path):
     assert report["episodes"] == 2 and report["chunk_latency_s"]["count"] == 4 and report["policy"] == "motus"
     assert report["graph"].startswith("none") and report["scene_dependence"]["episodes"] == 2
     # no --steps: the in-process loop runs what the graph's policy node would (config/sim/policy.yaml)
-    from motus_ros.graph import load_graph
+    from motus_ros.graph.spec import load_graph
     assert report["euler_steps"] == load_graph("sim").parameter("policy", "steps") > 0
 
     bad = subprocess.run([MOTUS_ROS, "eval", "--scripted", "--episodes", "1", "--out", str(tmp_path / "x.json")],

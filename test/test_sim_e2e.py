@@ -15,15 +15,12 @@ from sensor_msgs.msg import Image, JointState
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_msgs.srv import SetMode
 from motus_ros.layout import JOINT_NAMES, SERVICES, TOPICS
+from motus_ros.stamps import to_seconds
 from ros_harness import wait_until
 from test_bringup_e2e import Bringup, process_alive
 
-NODES = "arm_driver,chunk_executor,policy,world_model"
+NODES = "sim,chunk_executor,policy,world_model"   # sim: the world and the arm driver, one process
 SYNC_TOLERANCE_S = 0.05  # config/sim/policy.yaml sync_tolerance_s
-
-
-def stamp_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def set_mode(ros, mode: int) -> SetMode.Response:
@@ -54,11 +51,11 @@ def test_sim_graph_closes_the_loop_and_switches_modes(ros, tmp_path):
         # camera frame the policy saw, never the wall clock and never the publication time.
         # (Frames reach this process a little later than the policy, and best effort: wait.)
         def near_a_frame(t: float) -> bool:
-            stamps = [stamp_s(f.header.stamp) for c in frames for f in c.messages]
+            stamps = [to_seconds(f.header.stamp) for c in frames for f in c.messages]
             return any(abs(s - t) <= SYNC_TOLERANCE_S + 1e-6 for s in stamps)
 
         for chunk in chunks.messages[:2]:
-            t = stamp_s(chunk.header.stamp)
+            t = to_seconds(chunk.header.stamp)
             assert 0.0 < t < 1e6, f"chunk stamped {t}, expected simulated time"
             wait_until(lambda: near_a_frame(t), timeout=20,
                        what=f"a camera frame within {SYNC_TOLERANCE_S} s of the chunk stamp {t}")

@@ -12,16 +12,12 @@ import threading
 import numpy as np
 import pytest
 
-from motus_ros.hardware.sim_backend import CONTROL_DT_NS, SIM_TOPICS, SimArmBackend
+from motus_ros.hardware.sim_backend import CONTROL_DT_NS, SimArmBackend
 from motus_ros.sim import world as sw
+from motus_ros.stamps import to_ns
 from ros_harness import wait_until
 
 START_POSE = sw.qpos16_to_layout(sw.START_ARM_POSE)
-
-
-def _ns(stamp) -> int:
-    """builtin_interfaces/Time -> ns."""
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class RecordedSim(SimArmBackend):
@@ -102,10 +98,11 @@ def test_driver_header_stamps_are_the_sim_time_of_the_state(ros):
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Header
-    from std_srvs.srv import Trigger
 
+    from motus_msgs.srv import ResetEpisode
     from motus_ros.nodes.arm_driver_node import ArmDriverNode
-    from motus_ros.qos import image_qos
+    from motus_ros.nodes.sim_node import SIM_TOPICS, SimNode
+    from motus_ros.ros.qos import image_qos
 
     # Half real time against a 50 Hz driver: the driver usually reads a state twice (the physics
     # did not step in between); it must publish it once.
@@ -118,22 +115,23 @@ def test_driver_header_stamps_are_the_sim_time_of_the_state(ros):
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     starts = ros.collect(Header, SIM_TOPICS["episode_start"], latched)
     P = Parameter
+    ros.add(SimNode(backend=backend))    # as sim_node runs them: the world's ROS side, then its driver
     driver = ArmDriverNode(backend=backend, parameter_overrides=[
         P("calibration", P.Type.STRING, "sim"), P("rate_hz", P.Type.DOUBLE, 50.0),
         P("command_timeout", P.Type.DOUBLE, 60.0)])
     ros.add(driver)
     try:
-        assert _ns(starts.wait_for(1, timeout=30)[0].stamp) == 0  # episode 0 starts at time 0
+        assert to_ns(starts.wait_for(1, timeout=30)[0].stamp) == 0  # episode 0 starts at time 0
         target = backend.read().positions.copy()
         target[7] = 0.5                     # the right waist moves: every state is different
         backend.write(target)
         states.wait_for(30, timeout=120)
         images.wait_for(3, timeout=120)
         reset_at = backend.sim_time_ns
-        assert ros.call(Trigger, SIM_TOPICS["reset"], Trigger.Request()).success
-        start = _ns(starts.wait_for(1, timeout=30, predicate=lambda m: _ns(m.stamp) > 0)[-1].stamp)
-        states.wait_for(20, timeout=120, predicate=lambda m: _ns(m.header.stamp) > start)
-        images.wait_for(2, timeout=120, predicate=lambda m: _ns(m.header.stamp) > start)
+        assert ros.call(ResetEpisode, SIM_TOPICS["reset"], ResetEpisode.Request()).success
+        start = to_ns(starts.wait_for(1, timeout=30, predicate=lambda m: to_ns(m.stamp) > 0)[-1].stamp)
+        states.wait_for(20, timeout=120, predicate=lambda m: to_ns(m.header.stamp) > start)
+        images.wait_for(2, timeout=120, predicate=lambda m: to_ns(m.header.stamp) > start)
     finally:
         driver.close()
     with backend.history_lock:
@@ -141,13 +139,13 @@ def test_driver_header_stamps_are_the_sim_time_of_the_state(ros):
 
     # joint states: strictly increasing, each a time of the sim clock holding that time's state;
     # a stamp is a nanosecond time of the clock (the driver converts seconds to Time)
-    stamps = [_ns(m.header.stamp) for m in states.messages]
+    stamps = [to_ns(m.header.stamp) for m in states.messages]
     assert all(b > a for a, b in zip(stamps, stamps[1:])), "joint-state stamps repeat or go back"
     for msg, t in zip(states.messages, stamps):
         assert t in history, f"joint-state stamp {t} ns is no time of the sim clock"
         np.testing.assert_array_equal(msg.position, history[t])
     # /clock went through the same times: header stamps are /clock values
-    ticks = [_ns(m.clock) for m in clock.messages]
+    ticks = [to_ns(m.clock) for m in clock.messages]
     assert all(b > a for a, b in zip(ticks, ticks[1:])), "/clock repeats or goes back"
     assert set(ticks) <= set(history)
     assert set(stamps) & set(ticks), "no joint-state stamp among the /clock times received"
@@ -159,7 +157,7 @@ def test_driver_header_stamps_are_the_sim_time_of_the_state(ros):
     world = sw.SimWorld(backend.task, backend.image_size, seed=0, render_quality="fast")
     try:
         for msg in images.messages:
-            t = _ns(msg.header.stamp)
+            t = to_ns(msg.header.stamp)
             assert t in captures, f"image stamp {t} ns is not the time of a captured scene"
             world.data.qpos[:] = captures[t]
             sw.mujoco.mj_forward(world.model, world.data)

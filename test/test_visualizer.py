@@ -78,7 +78,7 @@ def test_rviz_topics_reads_both_topic_forms(tmp_path):
 
 @pytest.mark.ros
 def test_markers_follow_the_chunk_and_the_joint_states(ros):
-    from motus_ros.nodes._observation import action_chunk_msg
+    from motus_ros.nodes.messages import action_chunk_msg
     from motus_ros.nodes.visualizer_node import VisualizerNode
     from motus_msgs.msg import ActionChunk
 
@@ -136,3 +136,39 @@ def test_snapshot_without_a_graph_fails_clearly(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "nothing arrived within 0.3 s" in err and "/camera_high/color/image_raw" in err
     assert not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.ros
+def test_live_parameters_apply_and_robot_is_read_only(ros):
+    from motus_ros.nodes.messages import action_chunk_msg
+    from motus_ros.nodes.visualizer_node import VisualizerNode
+    from motus_msgs.msg import ActionChunk
+
+    markers = ros.collect(MarkerArray, "/motus/markers")
+    node = ros.add(VisualizerNode(parameter_overrides=[
+        Parameter("robot", value="agilex_aloha2"), Parameter("marker_rate_hz", value=20.0),
+        Parameter("plot_rate_hz", value=0.0)]))
+    chunk_pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+
+    def predicted(arr):
+        return [m for m in arr.markers if (m.ns, m.id) == ("predicted_path", 0)]
+
+    def left_path(predicate):
+        def shown():
+            t = ros.node.get_clock().now().nanoseconds * 1e-9
+            chunk_pub.publish(action_chunk_msg(np.zeros((48, 14)), t, "vla", 1, 1 / 30, 0.0))
+            return any(predicted(a) and predicate(predicted(a)[0]) for a in markers.messages)
+        wait_until(shown, 10, "a predicted path marker", interval=0.05)
+        return [predicted(a)[0] for a in markers.messages if predicted(a) and predicate(predicted(a)[0])][-1]
+
+    before = left_path(lambda m: True)
+    assert node.set_parameters([Parameter("left_base_xyz", value=[0.0, 0.3, 0.5]),
+                                Parameter("line_width", value=0.02),
+                                Parameter("frame_id", value="table")])[0].successful
+    after = left_path(lambda m: m.header.frame_id == "table")
+    assert after.scale.x == pytest.approx(0.02)
+    assert after.points[0].z == pytest.approx(before.points[0].z + 0.5, abs=1e-9)  # base moved up
+    bad = node.set_parameters([Parameter("right_base_xyz", value=[0.0, 0.1])])[0]
+    assert not bad.successful and "right_base_xyz" in bad.reason and "[x, y, z]" in bad.reason
+    assert not node.set_parameters([Parameter("robot", value="sim")])[0].successful
+    assert node.get_parameter("robot").value == "agilex_aloha2"

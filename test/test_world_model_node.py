@@ -9,7 +9,7 @@ from sensor_msgs.msg import Image
 from fake_policy import FakePolicy
 from motus_msgs.msg import ActionChunk, InferenceMode, PredictedFuture
 from motus_ros.layout import TOPICS
-from motus_ros.nodes._observation import action_chunk_msg
+from motus_ros.nodes.messages import action_chunk_msg
 from motus_ros.policy.chain import ChainedRollout, segments, split_tiled
 from ros_harness import wait_until
 from test_policy_node import STATE, ObservationSource
@@ -117,4 +117,63 @@ def test_real_tiny_preset_imagines_frames(ros):
     future = futures.messages[0]
     assert future.chunk_id == 3 and len(future.frames) > 0 and len(future.frames) % 2 == 0
     assert future.frames[0].encoding == "rgb8" and future.frames[0].height > 0
+    node.close()
+
+
+def publish_chunk_and_state(source, chunk_pub, chunk_id=7):
+    stamp = source.now()
+    source.publish(stamp)
+    chunk_pub.publish(action_chunk_msg(STATE[None, :] + np.zeros((48, 14)), stamp, "vla", chunk_id,
+                                       1 / 30, 0.0))
+
+
+@pytest.mark.ros
+def test_world_model_lifecycle_transitions(ros):
+    from motus_ros.graph.lifecycle import change_state, get_state
+
+    futures = ros.collect(PredictedFuture, "/motus/wm/predicted_future")
+    node, policies = make_node(ros, autostart=False, action_topic="/user/chunk")
+    source = ObservationSource(ros)
+    chunk_pub = ros.node.create_publisher(ActionChunk, "/user/chunk", 10)
+    spin = lambda future, timeout_s: wait_until(future.done, timeout_s, "a lifecycle reply")  # noqa: E731
+    assert get_state(ros.node, "world_model", spin=spin) == "unconfigured" and policies == []
+    assert change_state(ros.node, "world_model", "configure", spin=spin) == "inactive"
+    assert len(policies) == 1
+    for i in range(5):
+        publish_chunk_and_state(source, chunk_pub, i)
+    assert node.worker.wait_idle(5.0) and policies[0].observations == []   # loaded, not imagining
+    assert change_state(ros.node, "world_model", "activate", spin=spin) == "active"
+    wait_until(lambda: publish_chunk_and_state(source, chunk_pub) or futures.messages, 15,
+               "a PredictedFuture once active", interval=0.05)
+    assert change_state(ros.node, "world_model", "deactivate", spin=spin) == "inactive"
+    assert node.worker.wait_idle(5.0)
+    seen = len(policies[0].observations)
+    for i in range(5):
+        publish_chunk_and_state(source, chunk_pub, i)
+    assert node.worker.wait_idle(5.0) and len(policies[0].observations) == seen   # stopped
+    assert change_state(ros.node, "world_model", "cleanup", spin=spin) == "unconfigured"
+    assert node.worker is None
+    assert change_state(ros.node, "world_model", "configure", spin=spin) == "inactive"
+    assert change_state(ros.node, "world_model", "activate", spin=spin) == "active"
+    wait_until(lambda: publish_chunk_and_state(source, chunk_pub) or policies[1].observations, 15,
+               "a rollout after reconfiguring", interval=0.05)
+    node.close()
+
+
+@pytest.mark.ros
+def test_world_model_live_chain_applies_and_action_topic_is_read_only(ros):
+    futures = ros.collect(PredictedFuture, "/motus/wm/predicted_future")
+    node, policies = make_node(ros, chain=1, action_topic="/user/chunk")
+    source = ObservationSource(ros)
+    chunk_pub = ros.node.create_publisher(ActionChunk, "/user/chunk", 10)
+    wait_until(lambda: publish_chunk_and_state(source, chunk_pub) or futures.messages, 15,
+               "a first PredictedFuture", interval=0.05)
+    assert len(futures.messages[0].frames) == 8
+    assert node.set_parameters([Parameter("chain", value=3)])[0].successful
+    wait_until(lambda: publish_chunk_and_state(source, chunk_pub)
+               or any(len(f.frames) == 24 for f in futures.messages), 15,
+               "a 3-rollout PredictedFuture", interval=0.05)
+    assert not node.set_parameters([Parameter("chain", value=17)])[0].successful    # > max 16
+    refused = node.set_parameters([Parameter("action_topic", value="/other")])[0]
+    assert not refused.successful and node.get_parameter("action_topic").value == "/user/chunk"
     node.close()

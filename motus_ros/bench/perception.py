@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 
+from motus_ros.stamps import to_seconds
+
 HELP = "three 640x480 camera streams at 30 Hz between processes; camera-stamp-to-chunk latency"
 CAMERAS = ("high", "left_wrist", "right_wrist")
 
@@ -230,7 +232,7 @@ def run_receiver(args) -> int:
     from rclpy.serialization import deserialize_message  # noqa: PLC0415
     from sensor_msgs.msg import CompressedImage, Image  # noqa: PLC0415
 
-    from motus_ros.image_conversions import image_to_numpy  # noqa: PLC0415
+    from motus_ros.ros.images import image_to_numpy  # noqa: PLC0415
 
     rclpy.init()
     node = rclpy.create_node("bench_camera_receiver")
@@ -247,7 +249,7 @@ def run_receiver(args) -> int:
         msg = deserialize_message(data, msg_type)
         decode_jpeg(msg.data) if jpeg else image_to_numpy(msg)
         decode_s.append(time.perf_counter() - t0)
-        latency[cam].append(arrived - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+        latency[cam].append(arrived - to_seconds(msg.header.stamp))
     for cam in CAMERAS:
         node.create_subscription(msg_type, _image_topic(cam, jpeg), lambda m, c=cam: on_image(c, m),
                                  _qos(args.qos), raw=True)
@@ -290,7 +292,7 @@ def measure_policy(args) -> dict:
         node = rclpy.create_node("bench_chunk_receiver", context=context)
 
         def on_chunk(msg):
-            latencies.append(_wall() - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
+            latencies.append(_wall() - to_seconds(msg.header.stamp))
             node_latencies.append(msg.inference_latency)
         node.create_subscription(ActionChunk, "/motus/action_chunk", on_chunk, 10)
         executor = SingleThreadedExecutor(context=context)
@@ -343,7 +345,7 @@ def main(argv: list[str]) -> int:
                         help="1: spread the streams over the frame period (independent cameras); "
                              "0: publish them back to back")
     parser.add_argument("--qos", choices=("sensor", "reliable"), default="reliable",
-                        help="camera QoS: reliable (camera_node's default, motus_ros/qos.py) or "
+                        help="camera QoS: reliable (camera_node's default, motus_ros/ros/qos.py) or "
                              "sensor-data (best effort, depth 5)")
     parser.add_argument("--transports", default="LARGE_DATA",
                         help="FASTDDS_BUILTIN_TRANSPORTS value of the measured run (default LARGE_DATA; "

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from motus_ros import layout
 
@@ -53,7 +54,7 @@ def run_publisher(args: argparse.Namespace) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, JointState
 
-    from motus_ros.image_conversions import numpy_to_image
+    from motus_ros.ros.images import numpy_to_image
 
     rclpy.init()
     node = rclpy.create_node("bench_recording_publisher")
@@ -129,7 +130,7 @@ def _writer_baseline(args: argparse.Namespace, folder: Path, seconds: float = 2.
     from rclpy.serialization import serialize_message
 
     from motus_ros.data.bag_writer import BagWriter
-    from motus_ros.image_conversions import numpy_to_image
+    from motus_ros.ros.images import numpy_to_image
     data = [serialize_message(numpy_to_image(f, "rgb8")) for f in _frames(8, args.width, args.height)]
     writer = BagWriter(folder / "baseline", flush_period_s=0.5, fsync=True).open()
     writer.add_topic(CAMERA_TOPICS[0], "sensor_msgs/msg/Image")
@@ -143,18 +144,143 @@ def _writer_baseline(args: argparse.Namespace, folder: Path, seconds: float = 2.
     return writer.bytes_written / elapsed / 1e6
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    import psutil
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from motus_msgs.srv import StartEpisode, StopEpisode
-
+def _bench_environment() -> dict[str, str]:
+    """Environment for the recorder and publisher processes (and this one): LARGE_DATA transport
+    for images, local discovery, a random domain so concurrent runs do not hear each other."""
     env = os.environ.copy()
     env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")  # see ENVIRONMENT.md: images
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
     os.environ.update({k: env[k] for k in ("FASTDDS_BUILTIN_TRANSPORTS",
                                            "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    return env
+
+
+def _start_recorder(args: argparse.Namespace, out: Path, env: dict) -> subprocess.Popen:
+    """The real recorder node, recording the bench's camera and joint topics under out/episodes."""
+    topics = [f"{t}:sensor_msgs/msg/Image" for t in CAMERA_TOPICS]
+    topics.append(f"{JOINT_TOPIC}:sensor_msgs/msg/JointState")
+    recorder_cmd = [sys.executable, "-m", "motus_ros.nodes.recorder_node", "--ros-args",
+                    "-p", f"output_dir:={out / 'episodes'}", "-p", f"topics:={json.dumps(topics)}",
+                    "-p", "min_free_mb:=256.0", "-p", "diagnostics_period_s:=0.2",
+                    "-p", f"image_compression:={args.compression}", "-p", "qos_depth:=200"]
+    return subprocess.Popen(recorder_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+class _RecorderClient:
+    """This process's node: the recorder's start/stop services and its `written` diagnostics count."""
+
+    def __init__(self, node):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from motus_msgs.srv import StartEpisode, StopEpisode
+
+        self.node = node
+        self.written_total = 0
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
+        self.start_cli = node.create_client(StartEpisode, layout.SERVICES["start_episode"])
+        self.stop_cli = node.create_client(StopEpisode, layout.SERVICES["stop_episode"])
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith("recorder"):
+                for kv in status.values:
+                    if kv.key == "written":
+                        self.written_total = int(kv.value)
+
+    def start(self) -> None:
+        import rclpy
+        from motus_msgs.srv import StartEpisode
+
+        if not self.start_cli.wait_for_service(timeout_sec=30):
+            raise RuntimeError("recorder service did not appear within 30 s")
+        future = self.start_cli.call_async(StartEpisode.Request(task="bench recording"))
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=10)
+        if not future.done() or not future.result().success:
+            raise RuntimeError(f"start_episode failed: {future.result()}")
+
+    def drain(self, expected: int, timeout_s: float = 60.0) -> bool:
+        """Spin until the recorder reports `expected` messages written; False on timeout."""
+        import rclpy
+
+        deadline = time.monotonic() + timeout_s
+        while self.written_total < expected and time.monotonic() < deadline:
+            rclpy.spin_once(self.node, timeout_sec=0.1)  # the writer drains its queue
+        return self.written_total >= expected
+
+    def stop(self):
+        import rclpy
+        from motus_msgs.srv import StopEpisode
+
+        future = self.stop_cli.call_async(StopEpisode.Request(keep=True))
+        rclpy.spin_until_future_complete(self.node, future, timeout_sec=120)
+        stop = future.result()
+        if stop is None or not stop.success:
+            raise RuntimeError(f"stop_episode failed: {stop}")
+        return stop
+
+
+def _start_publisher(args: argparse.Namespace, env: dict) -> subprocess.Popen:
+    """The publisher role (cameras + joint states for args.duration) in its own process."""
+    pub_args = [sys.executable, "-m", "motus_ros.bench.recording", "--role", "publisher",
+                "--duration", str(args.duration), "--camera-rate", str(args.camera_rate),
+                "--joint-rate", str(args.joint_rate), "--width", str(args.width),
+                "--height", str(args.height)]
+    return subprocess.Popen(pub_args, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def _wait_publisher(publisher: subprocess.Popen, node) -> tuple[dict, Any]:
+    """Spin `node` until the publisher ends; returns (its JSON result, its last CPU times)."""
+    import psutil
+    import rclpy
+
+    pub_proc = psutil.Process(publisher.pid)
+    pub_cpu = pub_proc.cpu_times()
+    while publisher.poll() is None:
+        rclpy.spin_once(node, timeout_sec=0.1)
+        try:
+            pub_cpu = pub_proc.cpu_times()
+        except psutil.Error:
+            pass
+    pub_result = json.loads(publisher.stdout.read().strip().splitlines()[-1])
+    if "error" in pub_result:
+        raise RuntimeError(pub_result["error"])
+    return pub_result, pub_cpu
+
+
+def _result(args, pub_result: dict, pub_cpu, meta: dict, bag_bytes: int, recorder_cpu: float,
+            drained: bool, baseline: float) -> dict:
+    """The benchmark's JSON: published vs written per topic, throughput, CPU, the writer-only baseline."""
+    published = pub_result["published"]
+    written = meta["message_counts"]
+    by_source = {t: written.get(t, written.get(f"{t}/compressed", 0)) for t in published}
+    return {
+        "benchmark": "recording",
+        "duration_s": round(pub_result["elapsed_s"], 3),
+        "cameras": len(CAMERA_TOPICS), "image": f"{args.width}x{args.height} rgb8",
+        "camera_rate_hz": args.camera_rate, "joint_rate_hz": args.joint_rate,
+        "image_compression": args.compression,
+        "published": published, "written": by_source,
+        "published_total": sum(published.values()), "written_total": sum(by_source.values()),
+        "equal": by_source == published, "dropped": meta["dropped"],
+        "writer_error": meta.get("writer_error"), "publisher_acked": pub_result["acked"],
+        "drain_timed_out": not drained,
+        "publish_retries": pub_result["publish_retries"],
+        "bag_mb": round(bag_bytes / 1e6, 1),
+        "published_mb_per_s": round(pub_result["published_bytes"] / 1e6 / pub_result["elapsed_s"], 1),
+        "mb_per_s": round(meta["bytes_written"] / 1e6 / pub_result["elapsed_s"], 1),
+        "recorder_cpu_percent": round(100 * recorder_cpu, 1),
+        "publisher_cpu_percent": round(100 * (pub_cpu.user + pub_cpu.system) / pub_result["elapsed_s"], 1),
+        "baseline_writer_only_mb_per_s": round(baseline, 1),
+        "cpu_cores": os.cpu_count(),
+    }
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Recorder node + publisher process: record for args.duration, then compare and print JSON."""
+    import psutil
+    import rclpy
+
+    env = _bench_environment()
     tmp = None
     if args.out is None:
         tmp = tempfile.TemporaryDirectory(prefix="motus_bench_recording_")
@@ -162,92 +288,25 @@ def run_bench(args: argparse.Namespace) -> int:
     else:
         out = args.out
         out.mkdir(parents=True, exist_ok=True)
-    topics = [f"{t}:sensor_msgs/msg/Image" for t in CAMERA_TOPICS]
-    topics.append(f"{JOINT_TOPIC}:sensor_msgs/msg/JointState")
-    recorder_cmd = [sys.executable, "-m", "motus_ros.nodes.recorder_node", "--ros-args",
-                    "-p", f"output_dir:={out / 'episodes'}", "-p", f"topics:={json.dumps(topics)}",
-                    "-p", "min_free_mb:=256.0", "-p", "diagnostics_period_s:=0.2",
-                    "-p", f"image_compression:={args.compression}", "-p", "qos_depth:=200"]
-    recorder = subprocess.Popen(recorder_cmd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+    recorder = _start_recorder(args, out, env)
     publisher = None
     rclpy.init()
     node = rclpy.create_node("bench_recording")
-    written_total = [0]
-
-    def on_diag(msg):
-        for status in msg.status:
-            if status.name.endswith("recorder"):
-                for kv in status.values:
-                    if kv.key == "written":
-                        written_total[0] = int(kv.value)
-
-    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
     try:
-        start_cli = node.create_client(StartEpisode, layout.SERVICES["start_episode"])
-        stop_cli = node.create_client(StopEpisode, layout.SERVICES["stop_episode"])
-        if not start_cli.wait_for_service(timeout_sec=30):
-            raise RuntimeError("recorder service did not appear within 30 s")
+        client = _RecorderClient(node)
+        client.start()
         proc = psutil.Process(recorder.pid)
-        future = start_cli.call_async(StartEpisode.Request(task="bench recording"))
-        rclpy.spin_until_future_complete(node, future, timeout_sec=10)
-        if not future.done() or not future.result().success:
-            raise RuntimeError(f"start_episode failed: {future.result()}")
         cpu0, wall0 = proc.cpu_times(), time.monotonic()
-        pub_args = [sys.executable, "-m", "motus_ros.bench.recording", "--role", "publisher",
-                    "--duration", str(args.duration), "--camera-rate", str(args.camera_rate),
-                    "--joint-rate", str(args.joint_rate), "--width", str(args.width),
-                    "--height", str(args.height)]
-        publisher = subprocess.Popen(pub_args, env=env, stdout=subprocess.PIPE, text=True)
-        pub_proc = psutil.Process(publisher.pid)
-        pub_cpu = pub_proc.cpu_times()
-        while publisher.poll() is None:
-            rclpy.spin_once(node, timeout_sec=0.1)
-            try:
-                pub_cpu = pub_proc.cpu_times()
-            except psutil.Error:
-                pass
-        pub_result = json.loads(publisher.stdout.read().strip().splitlines()[-1])
-        if "error" in pub_result:
-            raise RuntimeError(pub_result["error"])
-        expected = sum(pub_result["published"].values())
-        deadline = time.monotonic() + 60
-        while written_total[0] < expected and time.monotonic() < deadline:
-            rclpy.spin_once(node, timeout_sec=0.1)  # the writer drains its queue
+        publisher = _start_publisher(args, env)
+        pub_result, pub_cpu = _wait_publisher(publisher, node)
+        drained = client.drain(sum(pub_result["published"].values()))
         cpu1, wall1 = proc.cpu_times(), time.monotonic()
-        future = stop_cli.call_async(StopEpisode.Request(keep=True))
-        rclpy.spin_until_future_complete(node, future, timeout_sec=120)
-        stop = future.result()
-        if stop is None or not stop.success:
-            raise RuntimeError(f"stop_episode failed: {stop}")
+        stop = client.stop()
         meta = json.loads((Path(stop.path) / "episode.json").read_text())
         bag_bytes = sum(f.stat().st_size for f in Path(stop.path).iterdir())
-        written = meta["message_counts"]
-        published = pub_result["published"]
-        by_source = {t: written.get(t, written.get(f"{t}/compressed", 0)) for t in published}
         recorder_cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (wall1 - wall0)
-        baseline = _writer_baseline(args, out)
-        result = {
-            "benchmark": "recording",
-            "duration_s": round(pub_result["elapsed_s"], 3),
-            "cameras": len(CAMERA_TOPICS), "image": f"{args.width}x{args.height} rgb8",
-            "camera_rate_hz": args.camera_rate, "joint_rate_hz": args.joint_rate,
-            "image_compression": args.compression,
-            "published": published, "written": by_source,
-            "published_total": expected, "written_total": sum(by_source.values()),
-            "equal": by_source == published, "dropped": meta["dropped"],
-            "writer_error": meta.get("writer_error"), "publisher_acked": pub_result["acked"],
-            "drain_timed_out": written_total[0] < expected,
-            "publish_retries": pub_result["publish_retries"],
-            "bag_mb": round(bag_bytes / 1e6, 1),
-            "published_mb_per_s": round(pub_result["published_bytes"] / 1e6 / pub_result["elapsed_s"], 1),
-            "mb_per_s": round(meta["bytes_written"] / 1e6 / pub_result["elapsed_s"], 1),
-            "recorder_cpu_percent": round(100 * recorder_cpu, 1),
-            "publisher_cpu_percent": round(100 * (pub_cpu.user + pub_cpu.system)
-                                           / pub_result["elapsed_s"], 1),
-            "baseline_writer_only_mb_per_s": round(baseline, 1),
-            "cpu_cores": os.cpu_count(),
-        }
+        result = _result(args, pub_result, pub_cpu, meta, bag_bytes, recorder_cpu, drained,
+                         _writer_baseline(args, out))
         print(json.dumps(result, indent=2))
         return 0 if result["equal"] else 1
     except Exception as exc:  # noqa: BLE001 - one line for the user, non-zero exit

@@ -73,7 +73,8 @@ from pathlib import Path
 import numpy as np
 
 from motus_ros.cli import CliError
-from motus_ros.graph_monitor import GraphMonitor
+from motus_ros.graph.monitor import GraphMonitor, GraphMonitorError
+from motus_ros.stamps import ns_to_time_msg, to_seconds
 
 HELP = "sim episodes under injected faults: driver restarts, limit violations, unreadable bags, fault-to-ERROR times"
 
@@ -149,10 +150,6 @@ def _int(values: dict, key: str) -> int:
         return 0
 
 
-def _seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def _stats(values: list[float]) -> dict:
     if not values:
         return {"median": None, "max": None}
@@ -172,7 +169,7 @@ class SoakMonitor(GraphMonitor):
 
         from motus_msgs.msg import ActionChunk
         from motus_ros.layout import TOPICS, camera_image_topic
-        from motus_ros.qos import LATCHED, image_qos
+        from motus_ros.ros.qos import LATCHED, image_qos
 
         # Everything the callbacks touch exists before the base class starts spinning.
         self.lower = np.asarray(limits.lower, dtype=np.float64)
@@ -233,7 +230,7 @@ class SoakMonitor(GraphMonitor):
             if list(msg.name) != list(JOINT_NAMES) or q.shape != self.lower.shape:
                 self.malformed_states += 1
                 return
-            self.states.append((time.monotonic(), _seconds(msg.header.stamp), q))
+            self.states.append((time.monotonic(), to_seconds(msg.header.stamp), q))
             self.state_trace.append(self.states[-1])
             excess = np.maximum(self.lower - q, q - self.upper)
             excess = np.where(np.isfinite(excess), excess, np.inf)
@@ -261,7 +258,7 @@ class SoakMonitor(GraphMonitor):
             self.last_command_wall = time.monotonic()
             problem = ""
             if q.shape == self.lower.shape:
-                self.command_trace.append((self.last_command_wall, _seconds(msg.header.stamp), q))
+                self.command_trace.append((self.last_command_wall, to_seconds(msg.header.stamp), q))
             if list(msg.name) != list(JOINT_NAMES) or q.shape != self.lower.shape:
                 problem = f"{len(msg.name)} names / {q.shape[0]} positions"
             elif not np.all(np.isfinite(q)):
@@ -279,7 +276,7 @@ class SoakMonitor(GraphMonitor):
         with self._lock:
             for s in msg.status:
                 event = DiagEvent(t, s.name, _level(s.level), s.message,
-                                  {kv.key: kv.value for kv in s.values}, _seconds(msg.header.stamp))
+                                  {kv.key: kv.value for kv in s.values}, to_seconds(msg.header.stamp))
                 before = self.latest.get(s.name)
                 if event.level == ERROR and (before is None or before.level != ERROR):
                     self.error_onsets.append(event)
@@ -353,7 +350,7 @@ class PolicyProcess:
         self.killed = 0
 
     def start(self) -> None:
-        from motus_ros.bringup import GraphRunner
+        from motus_ros.graph.bringup import GraphRunner
 
         self.generation += 1
         self.runner = GraphRunner(self.graph, out=self.log, log_dir=self.log_dir / str(self.generation))
@@ -427,7 +424,7 @@ class Soak:
     # -- graph ----------------------------------------------------------------------------------
     def build_graphs(self):
         from motus_ros.data.episode import free_mb
-        from motus_ros.graph import GraphError, load_graph, with_parameter_overrides
+        from motus_ros.graph.spec import GraphError, load_graph, with_parameter_overrides
         from motus_ros.layout import camera_image_topic
 
         try:
@@ -444,7 +441,7 @@ class Soak:
         if self.min_free_mb < 256:
             raise CliError(f"{self.bags_dir}: {free:.0f} MiB free, too little to leave "
                            f"--disk-headroom-mb {self.args.disk_headroom_mb:g} and 256 MiB behind")
-        overrides = {"arm_driver": {"ros__parameters": {"sim_real_time_factor": self.args.real_time_factor}}}
+        overrides = {"sim": {"ros__parameters": {"real_time_factor": self.args.real_time_factor}}}
         if any(n.name == "recorder" for n in graph.nodes):
             overrides["recorder"] = {"ros__parameters": {"output_dir": str(self.bags_dir),
                                                          "min_free_mb": self.min_free_mb}}
@@ -716,7 +713,7 @@ class Soak:
                               positions=[float(v) for v in np.asarray(positions).reshape(-1)],
                               mode=InferenceMode(mode=mode), chunk_id=10**12 + i, inference_latency=0.0)
             ns = int(round(stamp * 1e9))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = ns // 10**9, ns % 10**9
+            msg.header.stamp = ns_to_time_msg(ns)
             msg.header.frame_id = GARBAGE_FRAME
             self.monitor.chunk_pub.publish(msg)
             sent[reason] += 1
@@ -802,8 +799,6 @@ class Soak:
 
     # -- episodes -------------------------------------------------------------------------------
     def episode(self, kind: str) -> None:
-        from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ
-
         number = self.episodes + 1
         if not self.policy.alive():
             self.policy.reap()
@@ -811,8 +806,8 @@ class Soak:
             self.start_policy("exited on its own", self.args.policy_restart_timeout)
         self.mark(f"episode {number} ({kind}): reset")
         try:
-            self.monitor.start_fresh_episode(self.runner, CHUNK_SIZE / CONTROL_RATE_HZ, EPISODE_WAIT_S)
-        except CliError as exc:
+            self.monitor.start_fresh_episode(self.runner, EPISODE_WAIT_S)
+        except GraphMonitorError as exc:
             if "required node" in str(exc):
                 raise GraphDied(str(exc)) from None
             self.episode_start_failures.append(f"before {kind}: {exc}")
@@ -841,7 +836,7 @@ class Soak:
             self.verify_bags()
 
     def run(self) -> None:
-        from motus_ros.bringup import GraphRunner
+        from motus_ros.graph.bringup import GraphRunner
         from motus_ros.hardware.calibration import load_calibration
 
         graph, main, policy_graph = self.build_graphs()
@@ -855,7 +850,7 @@ class Soak:
         print(f"[soak] bringing up {[n.name for n in graph.nodes]} on ROS_DOMAIN_ID "
               f"{os.environ['ROS_DOMAIN_ID']}; logs in {self.run_dir / 'logs'}", file=sys.stderr, flush=True)
         self.runner.start()
-        self.driver_pid = next(p.pid for p in self.runner.processes if p.spec.name == "arm_driver")
+        self.driver_pid = next(p.pid for p in self.runner.processes if "arm_driver" in p.spec.ros_nodes)
         t_policy = time.monotonic()
         self.policy.start()
         if not self.wait(lambda: self.monitor.joint_states > 0, self.args.startup_timeout):
@@ -922,7 +917,7 @@ class Soak:
         return out
 
     def _driver_alive(self) -> bool:
-        proc = next((p for p in self.runner.processes if p.spec.name == "arm_driver"), None)
+        proc = next((p for p in self.runner.processes if "arm_driver" in p.spec.ros_nodes), None)
         return proc is not None and proc.pid == self.driver_pid and proc.popen.poll() is None
 
     # -- summary --------------------------------------------------------------------------------
@@ -1082,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         soak.aborted = str(exc)
     except KeyboardInterrupt:
         soak.aborted = "interrupted"
-    except CliError as exc:
+    except (CliError, GraphMonitorError) as exc:
         error = exc
     finally:
         soak.close()

@@ -1,5 +1,7 @@
 """The camera backend interface shared by realsense, opencv, replay and sim backends.
 
+Backends are created by name through motus_ros/cameras/registry.py.
+
 A backend opens a device (or file, or bag), hands out RGB uint8 frames with an optional capture
 time, and closes. It never touches ROS: the camera node wraps it and publishes. Backends that
 pace themselves from files (video files, bags) do not sleep: they say when a frame is due
@@ -107,22 +109,3 @@ class CameraBackend(ABC):
     def __exit__(self, *exc):
         self.close()
 
-
-BACKENDS = ("realsense", "opencv", "replay", "sim")
-
-
-def make_backend(kind: str, **options) -> CameraBackend:
-    """Create a backend by name from keyword options (see each backend's constructor)."""
-    if kind == "realsense":
-        from motus_ros.cameras.realsense import RealSenseBackend
-        return RealSenseBackend(**options)
-    if kind == "opencv":
-        from motus_ros.cameras.opencv import OpenCVBackend
-        return OpenCVBackend(**options)
-    if kind == "replay":
-        from motus_ros.cameras.replay import ReplayBackend
-        return ReplayBackend(**options)
-    if kind == "sim":
-        from motus_ros.cameras.sim import SimBackend
-        return SimBackend(**options)
-    raise CameraError(f"camera backend: got {kind!r}, expected one of {list(BACKENDS)}")

@@ -5,9 +5,9 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from motus_ros.cameras.base import CameraIntrinsics
-from motus_ros.image_conversions import numpy_to_image
+from motus_ros.ros.images import numpy_to_image
 from motus_ros.layout import camera_image_topic, camera_info_topic
-from motus_ros.qos import image_qos
+from motus_ros.ros.qos import image_qos
 
 
 def camera_info(intr: CameraIntrinsics | None, width: int, height: int, stamp=None,
@@ -43,11 +43,17 @@ class CameraPublisher:
         self.frame_id = frame_id or default_frame_id(camera)
         self.image_topic = image_topic or camera_image_topic(camera)
         self.info_topic = info_topic or camera_info_topic(camera)
-        qos = qos or image_qos()  # reliable by default: see motus_ros/qos.py
+        qos = qos or image_qos()  # reliable by default: see motus_ros/ros/qos.py
+        self._node = node
         self._image_pub = node.create_publisher(Image, self.image_topic, qos)
         self._info_pub = node.create_publisher(CameraInfo, self.info_topic, qos)
         self._info_cache: tuple | None = None
         self.published = 0
+
+    def destroy(self) -> None:
+        """Remove the two publishers from the node (a reconfigured camera node makes new ones)."""
+        self._node.destroy_publisher(self._image_pub)
+        self._node.destroy_publisher(self._info_pub)
 
     def set_intrinsics(self, intrinsics: CameraIntrinsics | None) -> None:
         self.intrinsics = intrinsics

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from motus_ros.cameras.base import CameraBackend, CameraError, CameraFrame, EndOfStream
+from motus_ros.stamps import to_seconds
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -112,7 +113,7 @@ class ReplayBackend(CameraBackend):
         due = self._t0_wall + (t_ns - self._t0_bag) * 1e-9 / self.rate
         stamp = None
         if not self.restamp:
-            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            stamp = to_seconds(msg.header.stamp)
         return CameraFrame(image=image, stamp=stamp, due=due, info={"bag_time_ns": t_ns})
 
     def close(self) -> None:

@@ -1,8 +1,8 @@
 """Simulated cameras.
 
-In the running graph the MuJoCo cameras are published by the simulation node itself
-(motus_ros/hardware/sim_backend.py inside the sim process), because rendering needs the physics
-state that lives in that process: do not start camera_node for the sim profile. camera_node with
+In the running graph the MuJoCo cameras are published by the simulation's ROS side
+(motus_ros/nodes/sim_node.py, in the sim process), because rendering needs the physics state that
+lives in that process: do not start camera_node for the sim profile. camera_node with
 backend=sim therefore fails with a message pointing there.
 
 For in-process use (tests, notebooks, a node that owns a simulation) this backend takes frames
@@ -13,7 +13,7 @@ from __future__ import annotations
 from motus_ros.cameras.base import CameraBackend, CameraError, CameraFrame, check_rgb
 
 SIM_NODE_HINT = ("the simulated cameras are published by the sim node from inside the simulation "
-                 "process (motus_ros/hardware/sim_backend.py), which owns the physics state; do "
+                 "process (motus_ros/nodes/sim_node.py), which owns the physics state; do "
                  "not start camera_node for the sim profile")
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from motus_ros.cli import CliError
-from motus_ros.graph import GraphError, available_profiles, check_parameters_file, load_graph
+from motus_ros.graph.spec import GraphError, available_profiles, check_parameters_file, load_graph
 
 HELP = "start a profile's node graph (sim, mock, agilex_aloha2, ac_one) as separate processes"
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from motus_ros.bringup import GraphRunner
+    from motus_ros.graph.bringup import GraphRunner
 
     args = build_parser().parse_args(argv)
     if args.duration is not None and args.duration <= 0:
@@ -43,8 +43,7 @@ def main(argv: list[str]) -> int:
         unknown = [n for n in wanted if n not in names]
         if unknown:
             raise CliError(f"--only: unknown node(s) {unknown}; profile '{graph.profile}' has {names}")
-        graph = type(graph)(graph.profile, graph.description, graph.source,
-                            tuple(n for n in graph.nodes if n.name in wanted), graph.environment)
+        graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in wanted))
     for extra in args.params_file:
         try:
             check_parameters_file(extra, "every node")

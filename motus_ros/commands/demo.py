@@ -19,12 +19,13 @@ from pathlib import Path
 
 from motus_ros.cli import CliError
 from motus_ros.execution.chunks import STRATEGIES
-from motus_ros.graph_monitor import GraphMonitor
+from motus_ros.graph.monitor import GraphMonitor, GraphMonitorError
+from motus_ros.layout import SIM_INSTRUCTION
 
 HELP = "run the whole loop in simulation and print a summary (--record N: collect expert episodes)"
 # The sim profile runs gym-aloha's transfer-cube scene (config/sim/arm_driver.yaml sets the task).
 TASK = "transfer_cube"
-INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"
+INSTRUCTION = SIM_INSTRUCTION
 SETTLE_AFTER_SUCCESS_S = 1.0  # wall seconds recorded after the task succeeds
 POLICY_START_S = 180.0        # wall seconds for the policy's first chunk (model loading on a CPU)
 WORLD_MODEL_GRACE_S = 60.0    # then for the world model's first future (it starts at the same time)
@@ -155,8 +156,6 @@ def _policy_episode(args, monitor: DemoMonitor, runner, run_dir: Path) -> dict:
 
 
 def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
-    from std_srvs.srv import Trigger
-
     from motus_msgs.srv import StartEpisode, StopEpisode
     from motus_ros.layout import SERVICES
 
@@ -171,10 +170,11 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
         if not started.success:
             raise CliError(f"recorder refused to start episode {index}: {started.message}")
         monitor.seen.success = False
-        reset = monitor.call(Trigger, "/sim/reset", Trigger.Request())
-        if not reset.success:
+        try:
+            monitor.reset_episode()
+        except GraphMonitorError:
             monitor.call(StopEpisode, SERVICES["stop_episode"], StopEpisode.Request(keep=False))
-            raise CliError(f"/sim/reset failed: {reset.message}")
+            raise
         monitor.wait_for(lambda: monitor.seen.success, args.episode_timeout, runner)
         success = monitor.seen.success
         if success:  # keep recording the settled hand-over for a moment, as a full episode would
@@ -186,11 +186,20 @@ def _record_episodes(args, monitor: DemoMonitor, runner) -> dict:
             "successes": sum(e["success"] for e in episodes)}
 
 
+def live_view_url(graph) -> str | None:
+    """ws:// address of the graph's Foxglove bridge (None when the graph has none)."""
+    if not any("foxglove_bridge" in spec.ros_nodes for spec in graph.nodes):
+        return None
+    address = graph.parameter("foxglove_bridge", "address", "127.0.0.1")
+    port = graph.parameter("foxglove_bridge", "port", 8765)
+    host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address
+    return f"ws://{host}:{port}"
+
+
 def _fresh_scene(monitor: DemoMonitor, runner) -> None:
     """Start the episode as `motus-ros eval` does (GraphMonitor.start_fresh_episode) once the policy
     has published a chunk and the world model a future, or WORLD_MODEL_GRACE_S after the chunk:
     start-up loads models on the same cores. The recorded episode starts at the scene's start pose."""
-    from motus_ros.layout import CHUNK_SIZE, CONTROL_RATE_HZ
 
     seen = monitor.seen
     if not monitor.wait_for(lambda: len(monitor.chunks) > 0, POLICY_START_S, runner):
@@ -209,12 +218,12 @@ def _fresh_scene(monitor: DemoMonitor, runner) -> None:
             monitor.seen.success, monitor.seen.max_reward = False, 0.0
             monitor.seen.first_positions = monitor.seen.last_positions
 
-    monitor.start_fresh_episode(runner, CHUNK_SIZE / CONTROL_RATE_HZ, 120, before_enable=forget_the_old_scene)
+    monitor.start_fresh_episode(runner, 120, before_enable=forget_the_old_scene)
 
 
 def main(argv: list[str]) -> int:
-    from motus_ros.bringup import GraphRunner
-    from motus_ros.graph import GraphError, load_graph, with_parameter_overrides
+    from motus_ros.graph.bringup import GraphRunner
+    from motus_ros.graph.spec import GraphError, load_graph, with_parameter_overrides
 
     args = build_parser().parse_args(argv)
     if args.duration <= 0:
@@ -232,13 +241,17 @@ def main(argv: list[str]) -> int:
         raise CliError(str(exc)) from None
     if not args.record:
         graph = with_parameter_overrides(graph, run_dir / "overrides.yaml", {
-            "arm_driver": {"ros__parameters": {"sim_real_time_factor": args.real_time_factor}},
+            "sim": {"ros__parameters": {"real_time_factor": args.real_time_factor}},
             "chunk_executor": {"ros__parameters": {"strategy": args.strategy}}})
     runner = GraphRunner(graph, log_dir=run_dir / "logs")
     # The demo monitor joins the same graph, so it needs the graph's environment too.
     for key, value in graph.process_environment().items():
         os.environ.setdefault(key, value)
     print(f"[demo] bringing up '{profile}' ({len(graph.nodes)} nodes); logs in {run_dir / 'logs'}", flush=True)
+    url = live_view_url(graph)
+    if url:
+        print(f"[demo] live view: open Foxglove (https://app.foxglove.dev or the desktop app), "
+              f"Open connection > Foxglove WebSocket > {url}; layout: config/foxglove_layout.json", flush=True)
     monitor = None
     try:
         runner.start()

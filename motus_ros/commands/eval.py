@@ -1,8 +1,13 @@
 """`motus-ros eval`: closed-loop success of a trained Motus in simulation, plus offline metrics.
 
-    motus-ros eval --checkpoint CKPT --preset P --task transfer_cube --episodes N
+    motus-ros eval [--checkpoint CKPT --preset P] --task transfer_cube --episodes N
                    [--seed S --episode-timeout SIM_S --out report.json]
     motus-ros eval --offline --data DIR --checkpoint CKPT [--out report.json]
+
+Without --checkpoint it evaluates the weights the sim graph runs (the policy's checkpoint, stats
+and preset in config/sim/policy.yaml) and says so; `--checkpoint ''` evaluates the preset's random
+weights. With a checkpoint, the preset is the checkpoint's own: a --preset that disagrees is refused.
+Relative paths are taken relative to the current directory.
 
 Closed loop: brings up the real `sim` graph (config/graphs/sim.yaml: MuJoCo arms and cameras,
 policy, chunk executor; the optional world model, visualizer and recorder are left out unless
@@ -30,19 +35,22 @@ from pathlib import Path
 
 from motus_ros.cli import CliError
 from motus_ros.execution.chunks import STRATEGIES
-from motus_ros.graph_monitor import GraphMonitor
+from motus_ros.graph.monitor import GraphMonitor, GraphMonitorError
+from motus_ros.layout import SIM_INSTRUCTION
+from motus_ros.paths import from_cli
 
 HELP = "evaluate a checkpoint: closed-loop episodes in the sim graph and offline IDM/WM metrics"
 KEEP_NODES = ("arm_driver", "chunk_executor", "policy")
-DEFAULT_INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"  # commands/demo.py
+DEFAULT_INSTRUCTION = SIM_INSTRUCTION
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motus-ros eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="", help="trained folder (motus-ros train --out) or model folder; "
-                                                    "'' = the preset's random weights")
-    p.add_argument("--preset", default="small", help="model preset (the checkpoint's config.json wins)")
+    p.add_argument("--checkpoint", default=None, help="trained folder (motus-ros train --out) or model folder "
+                   "(default: the sim graph's policy checkpoint); '' = the preset's random weights")
+    p.add_argument("--preset", default=None, help="model preset (default: the checkpoint's own; without one, "
+                                                  "the sim graph's policy preset)")
     p.add_argument("--stats", default="", help="normalisation statistics (default CHECKPOINT/stats.json)")
     p.add_argument("--task", default="transfer_cube", help="sim task (transfer_cube | insertion)")
     p.add_argument("--instruction", default="", help="instruction (default: the one the checkpoint was trained on)")
@@ -77,9 +85,56 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _graph_weights() -> dict:
+    """The sim graph's policy weights: {checkpoint, stats (absolute or ''), preset, source}."""
+    from motus_ros import paths
+    from motus_ros.graph.spec import GraphError, load_graph
+
+    try:
+        graph = load_graph("sim")
+    except GraphError as exc:
+        raise CliError(str(exc)) from None
+    files = graph.node("policy").parameters
+    source = ", ".join(str(p.relative_to(paths.share_root())) if p.is_relative_to(paths.share_root()) else str(p)
+                       for p in files)
+    ckpt, stats = (graph.parameter("policy", key, "") for key in ("checkpoint", "stats"))
+    # Paths in the shipped YAML are relative to the package share folder, not to the current one.
+    return {"checkpoint": str(paths.resolve(ckpt)) if ckpt else "", "stats": str(paths.resolve(stats)) if stats else "",
+            "preset": graph.parameter("policy", "preset", "tiny"), "source": f"the sim graph's policy ({source})"}
+
+
+def choose_weights(args) -> str:
+    """Fill args.checkpoint, args.preset and args.stats from the sim graph where the user gave none;
+    return where the weights come from (printed and written to the report)."""
+    from motus_ros.paths import from_cli
+
+    from ._weights import agreed_preset
+
+    graph = _graph_weights()
+    if args.checkpoint is None:
+        args.checkpoint, source = graph["checkpoint"], graph["source"]
+        if not args.stats and graph["checkpoint"]:
+            args.stats = graph["stats"]
+    else:
+        source = "--checkpoint"
+        args.checkpoint = str(from_cli(args.checkpoint)) if args.checkpoint else ""
+    if args.checkpoint and not Path(args.checkpoint).exists():
+        raise CliError(f"--checkpoint {args.checkpoint}: no such file or folder (from {source})")
+    try:
+        preset = agreed_preset(args.preset, args.checkpoint or None)
+    except ValueError as exc:
+        hint = "" if source == "--checkpoint" else f" (from {source}; --checkpoint '' evaluates random weights)"
+        raise CliError(f"{exc}{hint}") from None
+    args.preset = preset or graph["preset"]
+    if not args.checkpoint:
+        return f"none: random weights of preset {args.preset} (seed {args.seed})"
+    return f"{args.checkpoint} (preset {args.preset}), from {source}"
+
+
 def _checkpoint_files(args) -> tuple[str, str, str]:
-    """(checkpoint, stats, instruction) with defaults taken from a `motus-ros train` folder."""
-    ckpt = str(Path(args.checkpoint).resolve()) if args.checkpoint else ""
+    """(checkpoint, stats, instruction) with defaults taken from a `motus-ros train` folder;
+    args.checkpoint is absolute or '' (choose_weights)."""
+    ckpt = args.checkpoint or ""
     stats = args.stats
     instruction = args.instruction
     if ckpt:
@@ -91,7 +146,7 @@ def _checkpoint_files(args) -> tuple[str, str, str]:
         summary = folder / "training.json"
         if not instruction and summary.is_file():
             instruction = json.loads(summary.read_text()).get("instruction", "")
-    return ckpt, str(Path(stats).resolve()) if stats else "", instruction or DEFAULT_INSTRUCTION
+    return ckpt, str(from_cli(stats)) if stats else "", instruction or DEFAULT_INSTRUCTION
 
 
 class EvalMonitor(GraphMonitor):
@@ -120,8 +175,6 @@ class EvalMonitor(GraphMonitor):
 
 def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, horizon_s: float, rtf: float):
     """One seeded episode; returns an EpisodeResult and the latencies of its chunks."""
-    import re
-
     from motus_ros.layout import SERVICES
     from motus_ros.sim.world import MAX_REWARD
     from motus_ros.training.evaluation import EpisodeResult
@@ -130,8 +183,8 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
     wall_budget = lambda sim_s: 60.0 + 3.0 * sim_s / rtf  # noqa: E731 - sim time may run slower than wall
     n_chunks0 = len(monitor.chunks)            # chunks (and latencies) of this episode: from its reset on
     try:
-        message, _ = monitor.start_fresh_episode(runner, horizon_s, wall_budget(horizon_s))
-    except CliError as exc:
+        start = monitor.start_fresh_episode(runner, wall_budget(horizon_s))
+    except GraphMonitorError as exc:
         raise CliError(f"episode {index}: {exc}") from None
     t_start = monitor.now()
     succeeded = lambda: any(t >= t_start for t in monitor.success_times)  # noqa: E731
@@ -141,22 +194,21 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
     with monitor._lock:
         rewards = [r for t, r in monitor.rewards if t_start <= t <= t_end]
         chunks = monitor.chunks[n_chunks0:]
-    seed = re.search(r"seed (\d+)", message)
     # /sim/reward is sampled at the status rate (10 Hz) while /sim/task_success latches the world's
     # max reward over every physics step, so a brief reward-4 moment can fall between samples.
     max_reward = max(rewards, default=0.0)
     if succeeded():
         max_reward = max(max_reward, float(MAX_REWARD))
-    result = EpisodeResult(index=index, seed=int(seed.group(1)) if seed else None, success=succeeded(),
+    result = EpisodeResult(index=index, seed=start.seed, success=succeeded(),
                            max_reward=max_reward, reward_samples=rewards,
                            sim_duration_s=round(t_end - t_start, 3), wall_duration_s=round(time.monotonic() - wall0, 2),
-                           chunks=len(chunks), reset_message=message)
+                           chunks=len(chunks), reset_message=start.message)
     return result, [lat for _, lat in chunks]
 
 
 def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) -> dict:
-    from motus_ros.bringup import GraphRunner
-    from motus_ros.graph import GraphError, load_graph, with_parameter_overrides
+    from motus_ros.graph.bringup import GraphRunner
+    from motus_ros.graph.spec import GraphError, load_graph, with_parameter_overrides
     from motus_ros.layout import CONTROL_RATE_HZ
     from motus_ros.training.evaluation import summarize
 
@@ -165,8 +217,8 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
     except GraphError as exc:
         raise CliError(str(exc)) from None
     overrides = {
-        "arm_driver": {"ros__parameters": {"sim_task": args.task, "sim_seed": args.seed,
-                                           "sim_real_time_factor": args.real_time_factor}},
+        "sim": {"ros__parameters": {"task": args.task, "seed": args.seed,
+                                    "real_time_factor": args.real_time_factor}},
         **({"chunk_executor": {"ros__parameters": {"strategy": args.strategy}}} if args.strategy else {}),
         "policy": {"ros__parameters": {"preset": args.preset, "checkpoint": ckpt, "stats": stats,
                                        "instruction": instruction, "device": args.device, "seed": args.seed,
@@ -175,7 +227,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.full_graph:
-        graph = replace(graph, nodes=tuple(n for n in graph.nodes if n.name in KEEP_NODES))
+        graph = replace(graph, nodes=tuple(n for n in graph.nodes if set(n.ros_nodes) & set(KEEP_NODES)))
     graph = with_parameter_overrides(graph, run_dir / "overrides.yaml", overrides)
     log = open(run_dir / "bringup.log", "w")
     extra = {"OMP_NUM_THREADS": str(args.threads)} if args.threads > 0 else {}
@@ -204,6 +256,8 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
             print(f"[eval] episode {i + 1}/{args.episodes}: success={result.success} "
                   f"max_reward={result.max_reward:g} chunks={result.chunks} ({result.reset_message})",
                   file=sys.stderr, flush=True)
+    except GraphMonitorError as exc:   # a required node died, a service went silent: one line
+        raise CliError(f"{exc}; see {run_dir / 'logs'}") from None
     finally:
         runner.stop()
         if monitor is not None:
@@ -214,7 +268,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
             "real_time_factor_cap": args.real_time_factor,
             "euler_steps": graph.parameter("policy", "steps", 0) or "model default",
             "node_threads": args.threads or "default",
-            "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(n.name for n in graph.nodes) + ")",
+            "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(name for n in graph.nodes for name in n.ros_nodes) + ")",
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
@@ -224,7 +278,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
 def _configured_steps() -> int | None:
     """config/sim/policy.yaml's Euler steps (None: the model's default), so that the in-process loop
     evaluates what the graph runs."""
-    from motus_ros.graph import load_graph
+    from motus_ros.graph.spec import load_graph
 
     return load_graph("sim").parameter("policy", "steps", 0) or None
 
@@ -291,17 +345,15 @@ def offline(args, ckpt: str, stats: str) -> dict:
     return res
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if args.episodes < 0:
-        raise CliError(f"--episodes: got {args.episodes}, expected >= 0")
+def check_arguments(args) -> None:
+    """Refuse bad options before anything starts; each error names the option and what it expects."""
+    if args.episodes < 1 and not args.offline:
+        raise CliError(f"--episodes: got {args.episodes}, expected >= 1 closed-loop episodes "
+                       "(--offline --data DIR runs none)")
     if args.episode_timeout <= 0:
         raise CliError(f"--episode-timeout: got {args.episode_timeout}, expected > 0 simulated seconds")
     if args.offline and not args.data:
         raise CliError("--offline needs --data DIR (a converted dataset; its val split is held out)")
-    ckpt, stats, instruction = _checkpoint_files(args)
-    run_dir = args.run_dir or args.out.parent / (args.out.stem + "_run")
-    report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if args.steps < 0:
         raise CliError(f"--steps: got {args.steps}, expected >= 1 Euler steps (or 0 for config/sim/policy.yaml's)")
     if args.replan <= 0:
@@ -310,7 +362,20 @@ def main(argv: list[str]) -> int:
         raise CliError("--scripted needs --in-process (the graph runs the policy node)")
     if args.offline and args.in_process:
         raise CliError("--offline and --in-process: give one (--offline runs no episode)")
-    if not args.offline and args.episodes > 0:
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    check_arguments(args)
+    if args.scripted:
+        args.checkpoint, args.preset, weights = "", None, "scripted expert"
+    else:
+        weights = choose_weights(args)
+    print(f"[eval] weights: {weights}", file=sys.stderr, flush=True)
+    ckpt, stats, instruction = _checkpoint_files(args)
+    run_dir = args.run_dir or args.out.parent / (args.out.stem + "_run")
+    report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "weights": weights}
+    if not args.offline:
         if args.in_process:
             report["closed_loop"] = in_process(args, ckpt, stats, instruction)
         else:

@@ -2,6 +2,8 @@
 as ONNX (step.onnx) plus its sidecar (step.json); see motus_ros/motus/backends/onnx_export.py.
 
 The export is what the `onnxruntime` and `tensorrt` backends run (policy parameter `onnx_path`).
+With --checkpoint, the preset is the checkpoint's own (its config.json); a --preset that disagrees
+is refused. Relative paths are taken relative to the current directory.
 Prints a JSON summary (files, inputs, outputs, opset, sha256) and exits 0; 2 on bad arguments.
 """
 from __future__ import annotations
@@ -17,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="motus-ros export", description=HELP)
     sub = p.add_subparsers(dest="format", required=True)
     o = sub.add_parser("onnx", help="write step.onnx + step.json to --out")
-    o.add_argument("--preset", default="tiny", help="model preset: tiny, small, paper (default tiny)")
+    o.add_argument("--preset", default=None, help="model preset: tiny, small, paper (default: the checkpoint's "
+                                                  "own, tiny without --checkpoint)")
     o.add_argument("--checkpoint", default=None, help="weights (motus_ros folder or official .pt); "
                                                       "default: the preset's random weights for --seed")
     o.add_argument("--seed", type=int, default=0, help="seed of the random weights without --checkpoint (default 0)")
@@ -34,21 +37,25 @@ def main(argv: list[str]) -> int:
     from motus_ros.motus.checkpoint import CheckpointError, load_checkpoint
     from motus_ros.motus.config import PRESETS, preset
     from motus_ros.motus.model import build_model
-    from motus_ros.paths import resolve
+    from motus_ros.paths import from_cli
     from motus_ros.policy.runtime import stats_path
 
+    from ._weights import agreed_preset
+
     try:
-        if args.preset not in PRESETS:
+        if args.preset is not None and args.preset not in PRESETS:
             raise ValueError(f"--preset '{args.preset}' is not one of {', '.join(PRESETS)}")
         if not 7 <= args.opset <= 23:
             raise ValueError(f"--opset={args.opset}, expected 7..23 (17 is tested)")
-        stats = str(resolve(args.stats)) if args.stats else str(stats_path(args.robot))
-        if args.checkpoint:
-            model, _ = load_checkpoint(resolve(args.checkpoint), config=preset(args.preset))
-            checkpoint = str(resolve(args.checkpoint))
+        stats = str(from_cli(args.stats)) if args.stats else str(stats_path(args.robot))
+        checkpoint = str(from_cli(args.checkpoint)) if args.checkpoint else None
+        name = agreed_preset(args.preset, checkpoint) or "tiny"
+        if checkpoint:
+            # An official checkpoint takes its encoder sizes from the preset; our own ignores it.
+            model, _ = load_checkpoint(checkpoint, config=preset(name if name in PRESETS else "paper"))
         else:
-            model, checkpoint = build_model(preset(args.preset), seed=args.seed), None
-        sidecar = export_step_onnx(model, args.out, preset=args.preset, checkpoint=checkpoint, seed=args.seed,
+            model = build_model(preset(name), seed=args.seed)
+        sidecar = export_step_onnx(model, args.out, preset=name, checkpoint=checkpoint, seed=args.seed,
                                    stats=stats, robot=args.robot, opset=args.opset)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         print(f"motus-ros export: error: {exc}", file=sys.stderr)

@@ -67,8 +67,8 @@ class _Listener:
 
         from motus_msgs.msg import ActionChunk, PredictedFuture  # noqa: PLC0415
         from motus_ros.layout import CAMERAS, TOPICS, camera_image_topic  # noqa: PLC0415
-        from motus_ros.nodes._observation import PREDICTION_QOS  # noqa: PLC0415
-        from motus_ros.qos import image_qos  # noqa: PLC0415
+        from motus_ros.nodes.messages import PREDICTION_QOS  # noqa: PLC0415
+        from motus_ros.ros.qos import image_qos  # noqa: PLC0415
 
         self.lock = threading.Lock()
         self.images, self.futures, self.chunk, self.states = {}, {}, None, []
@@ -134,8 +134,9 @@ def main(argv: list[str]) -> int:
     if args.duration <= 0:
         parser.error(f"--duration: got {args.duration}, expected > 0 seconds")
 
-    from motus_ros.image_conversions import image_to_numpy  # noqa: PLC0415
-    from motus_ros.nodes._observation import chunk_actions, stamp_seconds  # noqa: PLC0415
+    from motus_ros.ros.images import image_to_numpy  # noqa: PLC0415
+    from motus_ros.nodes.messages import chunk_actions  # noqa: PLC0415
+    from motus_ros.stamps import to_seconds  # noqa: PLC0415
     from motus_ros.policy.sync import state_vector  # noqa: PLC0415
 
     got = _collect(args)
@@ -154,7 +155,7 @@ def main(argv: list[str]) -> int:
     for msg in got.states:
         try:
             executed_rows.append(state_vector(msg.name, msg.position))
-            executed_t.append(stamp_seconds(msg.header.stamp))
+            executed_t.append(to_seconds(msg.header.stamp))
         except ValueError:
             continue
     now = executed_t[-1] if executed_t else None
@@ -163,7 +164,7 @@ def main(argv: list[str]) -> int:
         executed = (np.asarray(executed_t) - now, np.stack(executed_rows))
     if got.chunk is not None:
         rows = chunk_actions(got.chunk)
-        t0 = stamp_seconds(got.chunk.header.stamp)
+        t0 = to_seconds(got.chunk.header.stamp)
         now = t0 if now is None else now
         predicted = (t0 - now + got.chunk.control_period * np.arange(1, len(rows) + 1), rows)
     path = compose_snapshot(args.out, cameras, future, label or "", predicted, executed)

@@ -160,16 +160,35 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
                    table_writer: Callable | None = None,
                    log: Callable[[str], None] = _log) -> ConvertReport:
     """Bags -> LeRobot v3 dataset in `out`; bad bags are reported and skipped."""
-    from tqdm import tqdm
     cfg = cfg or ConvertConfig()
     table_writer = table_writer or _require_pyarrow()
     out = Path(out)
     if (out / "meta" / "info.json").exists():
         raise LeRobotUnavailable(f"{out} already holds a LeRobot dataset; choose an empty --out")
-    fps = cfg.control_rate_hz
     failures: list[tuple[str, str]] = []
+    from tqdm import tqdm
 
-    # Phase 1: read joints and timelines (cheap), so splits can be ordered train-first.
+    loaded = _read_bags(bags, cfg, progress, failures, log)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = _Tables(cfg.control_rate_hz)
+    for bag, contents, timeline, split in tqdm(loaded, desc="export", unit="episode", disable=not progress,
+                                               file=sys.stderr):
+        try:
+            tables.add_episode(bag, contents, timeline, split, out, log)
+        except _VideoFailed as exc:
+            failures.append((str(bag), f"{type(exc.__cause__).__name__}: {exc.__cause__}"))
+            log(f"skipped {bag}: {exc.__cause__}")
+    if tables.episodes:
+        tables.write(out, table_writer)
+    _write_info(out, tables, robot_type, log)
+    return ConvertReport(tables.episodes, failures)
+
+
+def _read_bags(bags: list[Path], cfg: ConvertConfig, progress: bool, failures: list, log) -> list[tuple]:
+    """Phase 1: joints and timelines of every readable bag (cheap), in export order: the train
+    split first. Returns [(bag, contents, timeline, split)]; unreadable bags go to `failures`."""
+    from tqdm import tqdm
+
     loaded = []
     for bag in tqdm(bags, desc="read", unit="bag", disable=not progress, file=sys.stderr):
         def read(bag=bag):
@@ -183,35 +202,44 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
     names = [f"{i}:{Path(b).name}" for i, (b, _, _) in enumerate(loaded)]
     splits = assign_splits(names, cfg.val_fraction, cfg.seed)
     order = sorted(range(len(loaded)), key=lambda i: (splits[names[i]] != "train", i))
+    return [(*loaded[i], splits[names[i]]) for i in order]
 
-    # Phase 2: videos per episode, then the tables.
-    out.mkdir(parents=True, exist_ok=True)
-    tasks: dict[str, int] = {}
-    rows: dict[str, list] = {k: [] for k in ("action", "observation.state", "timestamp",
-                                             "frame_index", "episode_index", "index", "task_index")}
-    episode_rows: list[dict] = []
-    episodes: list[ConvertedEpisode] = []
-    image_stats: dict[str, _ImageStats] = {}
-    video_shapes: dict[str, tuple[int, int]] = {}
-    total = 0
-    for i in tqdm(order, desc="export", unit="episode", disable=not progress, file=sys.stderr):
-        bag, contents, timeline = loaded[i]
-        ep_index = len(episodes)
+
+class _VideoFailed(Exception):
+    """An episode's videos could not be written (the cause is chained); the episode is skipped."""
+
+
+class _Tables:
+    """Phase 2: the frame rows, episode rows, tasks and statistics of the exported episodes."""
+
+    def __init__(self, fps: float):
+        self.fps = fps
+        self.tasks: dict[str, int] = {}
+        self.rows: dict[str, list] = {k: [] for k in ("action", "observation.state", "timestamp",
+                                                      "frame_index", "episode_index", "index", "task_index")}
+        self.episode_rows: list[dict] = []
+        self.episodes: list[ConvertedEpisode] = []
+        self.image_stats: dict[str, _ImageStats] = {}
+        self.video_shapes: dict[str, tuple[int, int]] = {}
+        self.total = 0                      # frames so far: the next episode's first global index
+
+    def add_episode(self, bag, contents, timeline, split: str, out: Path, log) -> None:
+        """Write the episode's videos, then append its rows (nothing is appended if the videos fail)."""
+        ep_index, fps = len(self.episodes), self.fps
         state = resample(contents.state, timeline.t0, timeline.steps)
         action = resample(contents.action, timeline.t0, timeline.steps)
         try:
             sizes = _write_episode_videos(contents, timeline.t0 + timeline.steps, out, ep_index,
-                                          fps, image_stats)
+                                          fps, self.image_stats)
         except Exception as exc:  # noqa: BLE001
-            failures.append((str(bag), f"{type(exc).__name__}: {exc}"))
-            log(f"skipped {bag}: {exc}")
-            continue
+            raise _VideoFailed() from exc
         for cam, size in sizes.items():
-            if video_shapes.setdefault(cam, size) != size:
+            if self.video_shapes.setdefault(cam, size) != size:
                 log(f"warning: {bag}: camera {cam} is {size[1]}x{size[0]}, other episodes "
-                    f"{video_shapes[cam][1]}x{video_shapes[cam][0]}")
-        n = len(timeline.steps)
-        task_index = tasks.setdefault(contents.task, len(tasks))
+                    f"{self.video_shapes[cam][1]}x{self.video_shapes[cam][0]}")
+        n, total = len(timeline.steps), self.total
+        task_index = self.tasks.setdefault(contents.task, len(self.tasks))
+        rows = self.rows
         rows["action"].append(action)
         rows["observation.state"].append(state)
         rows["timestamp"].append(timeline.steps.astype(np.float32))
@@ -219,46 +247,48 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
         rows["episode_index"].append(np.full(n, ep_index, dtype=np.int64))
         rows["index"].append(np.arange(total, total + n, dtype=np.int64))
         rows["task_index"].append(np.full(n, task_index, dtype=np.int64))
-        chunk, file = divmod(ep_index, CHUNKS_SIZE)
-        row = {"episode_index": ep_index, "tasks": [contents.task], "length": n,
-               "data/chunk_index": 0, "data/file_index": 0,
-               "dataset_from_index": total, "dataset_to_index": total + n,
-               "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
-        for cam in contents.cameras:
-            row.update({f"videos/{video_key(cam)}/chunk_index": chunk,
-                        f"videos/{video_key(cam)}/file_index": file,
-                        f"videos/{video_key(cam)}/from_timestamp": 0.0,
-                        f"videos/{video_key(cam)}/to_timestamp": n / fps})
-        for key, values in (("action", action), ("observation.state", state)):
-            for stat, value in _vector_stats(values).items():
-                row[f"stats/{key}/{stat}"] = value
-        episode_rows.append(row)
-        total += n
-        split = splits[names[i]]
-        episodes.append(ConvertedEpisode(
+        self.episode_rows.append(self._episode_row(ep_index, contents, n, action, state))
+        self.total += n
+        self.episodes.append(ConvertedEpisode(
             name=Path(bag).name, source=str(bag), robot=contents.robot, task=contents.task,
             timestamps=timeline.steps, state=state, action=action,
             frame_steps=np.arange(n), frame_times=timeline.steps, sync_error_s={},
             time_source=contents.time_source, time_source_reason=contents.time_source_reason,
             split=split, episode_start_s=contents.episode_start_s, dropped=contents.dropped))
 
-    if episodes:
-        data = {k: np.concatenate(v) for k, v in rows.items()}
+    def _episode_row(self, ep_index: int, contents, n: int, action: np.ndarray, state: np.ndarray) -> dict:
+        """meta/episodes row: length, where its frames and videos are, per-episode statistics."""
+        chunk, file = divmod(ep_index, CHUNKS_SIZE)
+        row = {"episode_index": ep_index, "tasks": [contents.task], "length": n,
+               "data/chunk_index": 0, "data/file_index": 0,
+               "dataset_from_index": self.total, "dataset_to_index": self.total + n,
+               "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
+        for cam in contents.cameras:
+            row.update({f"videos/{video_key(cam)}/chunk_index": chunk,
+                        f"videos/{video_key(cam)}/file_index": file,
+                        f"videos/{video_key(cam)}/from_timestamp": 0.0,
+                        f"videos/{video_key(cam)}/to_timestamp": n / self.fps})
+        for key, values in (("action", action), ("observation.state", state)):
+            for stat, value in _vector_stats(values).items():
+                row[f"stats/{key}/{stat}"] = value
+        return row
+
+    def write(self, out: Path, table_writer: Callable) -> None:
+        """data/, meta/episodes/, meta/tasks.parquet and meta/stats.json."""
+        data = {k: np.concatenate(v) for k, v in self.rows.items()}
         table_writer(out / DATA_PATH.format(chunk_index=0, file_index=0), data)
         table_writer(out / EPISODES_PATH.format(chunk_index=0, file_index=0),
-                     {k: [r[k] for r in episode_rows] for k in episode_rows[0]})
-        table_writer(out / TASKS_PATH, {"task_index": list(tasks.values()), "task": list(tasks)},
+                     {k: [r[k] for r in self.episode_rows] for k in self.episode_rows[0]})
+        table_writer(out / TASKS_PATH, {"task_index": list(self.tasks.values()), "task": list(self.tasks)},
                      index_column="task")
         stats = {"action": _vector_stats(data["action"]),
                  "observation.state": _vector_stats(data["observation.state"])}
-        stats.update({video_key(cam): s.result() for cam, s in image_stats.items()})
+        stats.update({video_key(cam): s.result() for cam, s in self.image_stats.items()})
         ep.write_json_atomic(out / "meta" / "stats.json", stats)
-    robots = sorted({e.robot for e in episodes})
-    if robot_type is None:
-        robot_type = robots[0] if len(robots) == 1 else ("mixed" if robots else "unknown")
-        if len(robots) > 1:
-            log(f"warning: episodes from several robots {robots}; robot_type 'mixed'")
-    n_train = sum(e.split == "train" for e in episodes)
+
+
+def _features(video_shapes: dict[str, tuple[int, int]], fps: float) -> dict:
+    """info.json `features`: joint vectors, one video per camera, the index columns."""
     features = {
         "action": {"dtype": "float32", "shape": [layout.DOF], "names": list(layout.JOINT_NAMES)},
         "observation.state": {"dtype": "float32", "shape": [layout.DOF],
@@ -273,16 +303,26 @@ def export_lerobot(bags: list[Path], out: Path, cfg: ConvertConfig | None = None
     for key, dtype in (("timestamp", "float32"), ("frame_index", "int64"), ("episode_index", "int64"),
                        ("index", "int64"), ("task_index", "int64")):
         features[key] = {"dtype": dtype, "shape": [1], "names": None}
+    return features
+
+
+def _write_info(out: Path, tables: _Tables, robot_type: str | None, log) -> None:
+    """meta/info.json: robot type (the episodes' one unless given), sizes, splits, features."""
+    episodes, fps = tables.episodes, tables.fps
+    robots = sorted({e.robot for e in episodes})
+    if robot_type is None:
+        robot_type = robots[0] if len(robots) == 1 else ("mixed" if robots else "unknown")
+        if len(robots) > 1:
+            log(f"warning: episodes from several robots {robots}; robot_type 'mixed'")
+    n_train = sum(e.split == "train" for e in episodes)
     (out / "meta").mkdir(parents=True, exist_ok=True)
     ep.write_json_atomic(out / "meta" / "info.json", {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
-        "total_episodes": len(episodes), "total_frames": total, "total_tasks": len(tasks),
+        "total_episodes": len(episodes), "total_frames": tables.total, "total_tasks": len(tables.tasks),
         "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": 100, "video_files_size_in_mb": 500,
         "fps": fps,
         "splits": {"train": f"0:{n_train}", **({"val": f"{n_train}:{len(episodes)}"}
                                                 if n_train < len(episodes) else {})},
-        "data_path": DATA_PATH, "video_path": VIDEO_PATH if video_shapes else None,
-        "features": features,
+        "data_path": DATA_PATH, "video_path": VIDEO_PATH if tables.video_shapes else None,
+        "features": _features(tables.video_shapes, fps),
     })
-    return ConvertReport(episodes, failures)
-

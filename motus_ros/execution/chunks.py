@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from motus_ros.layout import DOF, GRIPPER_INDICES, JOINT_NAMES
+from motus_ros.layout import DOF, GRIPPER_INDICES, JOINT_NAMES, LayoutError, reorder
 
 STRATEGIES = ("replace", "temporal_ensemble", "rtc")
 ACT_ENSEMBLE_DECAY = 0.01   # m in w_i = exp(-m * i), ACT reference implementation
@@ -74,17 +74,10 @@ def make_chunk(joint_names: Sequence[str], period: float, horizon: int, position
     if flat.shape[0] != horizon * dof:
         raise ChunkError("wrong_size", f"positions: got {flat.shape[0]} values, expected horizon x dof "
                                        f"= {horizon} x {dof} = {horizon * dof}")
-    rows = flat.reshape(horizon, dof)  # (H, dof) row-major as in ActionChunk.msg
-    if names:
-        index = {n: i for i, n in enumerate(layout)}
-        unknown = [n for n in names if n not in index]
-        missing = [n for n in layout if n not in names]
-        if unknown or missing or len(set(names)) != len(names):
-            raise ChunkError("wrong_names", f"joint_names: unknown {unknown}, missing {missing} "
-                                            f"(expected each of {list(layout)} once)")
-        ordered = np.empty((horizon, len(layout)))
-        ordered[:, [index[n] for n in names]] = rows
-        rows = ordered
+    try:   # (H, dof) row-major as in ActionChunk.msg -> (H, len(layout)) columns in layout order
+        rows = reorder(names, flat.reshape(horizon, dof), layout, field="joint_names")
+    except LayoutError as exc:
+        raise ChunkError(exc.reason, str(exc)) from exc
     if not np.all(np.isfinite(rows)):
         raise ChunkError("non_finite", "positions: chunk contains NaN or inf")
     return Chunk(float(stamp), float(period), rows, int(chunk_id))

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from motus_ros.hardware.interface import JointLimits
-from motus_ros.layout import DOF, JOINT_NAMES
+from motus_ros.layout import DOF, JOINT_NAMES, LayoutError, reorder
 
 # Rejection / intervention reasons (keys of SafetyFilter.counts).
 WRONG_SIZE = "wrong_size"
@@ -59,11 +59,9 @@ def max_step_change_from_limits(limits: JointLimits, rate_hz: float, scale: floa
 
 @dataclass
 class SafetyReport:
-    """What `step()` did to one tick's target."""
+    """What `step()` made of one tick's target (interventions are counted in SafetyFilter.counts)."""
 
     position: np.ndarray
-    clipped: bool = False
-    step_limited: bool = False
 
 
 class SafetyFilter:
@@ -97,7 +95,6 @@ class SafetyFilter:
         self._last_step = np.zeros(DOF)
         self.limit_mode = limit_mode
         self.joint_names = tuple(joint_names)
-        self._index = {name: i for i, name in enumerate(self.joint_names)}
         self._on_reject = on_reject
         self.counts: Counter[str] = Counter()
         self.accepted = 0
@@ -113,21 +110,13 @@ class SafetyFilter:
     def validate(self, names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
         """Command in layout order (DOF,); names may be empty (layout order) or any permutation."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1)
-        names = list(names)
         if positions.shape[0] != DOF:
             raise self._reject(WRONG_SIZE, f"command positions: got {positions.shape[0]} values, "
                                            f"expected {DOF}")
-        if names:
-            if len(names) != DOF:
-                raise self._reject(WRONG_SIZE, f"command names: got {len(names)} names, expected {DOF}")
-            unknown = [n for n in names if n not in self._index]
-            missing = [n for n in self.joint_names if n not in names]
-            if unknown or missing or len(set(names)) != DOF:
-                raise self._reject(WRONG_NAMES, f"command names: unknown {unknown}, missing {missing} "
-                                                f"(expected each of {list(self.joint_names)} once)")
-            ordered = np.empty(DOF)
-            ordered[[self._index[n] for n in names]] = positions
-            positions = ordered
+        try:
+            positions = reorder(names, positions, self.joint_names, field="command names")
+        except LayoutError as exc:   # exc.reason is WRONG_SIZE or WRONG_NAMES
+            raise self._reject(exc.reason, str(exc)) from exc
         if not np.all(np.isfinite(positions)):
             bad = [self.joint_names[i] for i in np.flatnonzero(~np.isfinite(positions))]
             raise self._reject(NON_FINITE, f"command positions: non-finite values for {bad}")
@@ -191,22 +180,21 @@ class SafetyFilter:
             self.counts[NON_FINITE if target.shape == (DOF,) else WRONG_SIZE] += 1
             return SafetyReport(self._last.copy())
         clipped_target = self.limits.clip(target)
-        clipped = bool(np.any(clipped_target != target))
-        if clipped:
+        if np.any(clipped_target != target):
             self.counts[LIMIT_CLIPPED] += 1
         delta = clipped_target - self._last
         limited = np.clip(delta, -self.max_step, self.max_step)
-        step_limited = bool(np.any(limited != delta))
-        if step_limited:
+        if np.any(limited != delta):
             self.counts[STEP_LIMITED] += 1
         if self.max_step_change is not None:
             limited = self._limit_step_change(delta, limited)
-        # The last output may lie outside the limits (arm started there): clip the result too,
-        # moving it toward the allowed range by at most max_step.
+        # Only the target is clipped, not the output: when the last output lies outside the limits
+        # (the arm started there), the output moves toward the clipped target by at most max_step
+        # per tick instead of jumping into the allowed range.
         out = self._last + limited
         self._last = out
         self._last_step = limited
-        return SafetyReport(out.copy(), clipped, step_limited)
+        return SafetyReport(out.copy())
 
     def _limit_step_change(self, delta: np.ndarray, step: np.ndarray) -> np.ndarray:
         """Bound the change of the per-tick step (acceleration) while still stopping on target.
@@ -255,11 +243,6 @@ class Watchdog:
         """Forget the last command (after enable/disable/emergency stop)."""
         self._last_feed = None
         self.tripped = False
-
-    @property
-    def active(self) -> bool:
-        """True once a command has been received since the last clear()."""
-        return self._last_feed is not None
 
     def age(self, now: float) -> float | None:
         return None if self._last_feed is None else float(now) - self._last_feed

@@ -17,8 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from motus_ros.hardware.calibration import JointCalibration, load_calibration
-from motus_ros.hardware.interface import ArmBackend, ArmState, BackendDiagnostic, JointLimits
+from motus_ros.hardware.interface import (ArmBackend, ArmState, BackendDiagnostic, JointLimits,
+                                          check_left_right)
 from motus_ros.layout import ARM_JOINTS, DOF, SIDES
+from motus_ros.params import Param
 
 log = logging.getLogger(__name__)
 ARX_PACKAGE = "arx5-interface"
@@ -83,6 +85,19 @@ class ArxSdkAdapter:
 
 class ArxArmBackend(ArmBackend):
     """Two ARX X5 arms (left, right) on their CAN interfaces (AC-One: can0, can1)."""
+
+    PARAMS = (
+        Param("arx_interfaces", ["can0", "can1"], "arx: CAN interfaces [left, right]"),
+        Param("arx_model", "X5", "arx: robot model for arx5-interface", choices=("X5", "L5")),
+    )
+
+    @classmethod
+    def check_params(cls, values) -> None:
+        check_left_right(values, "arx_interfaces")
+
+    @classmethod
+    def from_params(cls, values, calibration) -> "ArxArmBackend":
+        return cls(calibration=calibration, interfaces=values["arx_interfaces"], model=values["arx_model"])
 
     def __init__(self, calibration: JointCalibration | str = "ac_one",
                  interfaces: Sequence[str] = ("can0", "can1"), model: str = "X5",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from motus_ros.layout import DOF, JOINT_NAMES
+from motus_ros.params import ParameterError
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,24 @@ class BackendDiagnostic:
 
 
 class ArmBackend(ABC):
-    """connect / read / write / enable / disable / emergency_stop / close for two arms."""
+    """connect / read / write / enable / disable / emergency_stop / close for two arms.
+
+    A backend also describes its own options: PARAMS (motus_ros.params.Param specs, which the arm
+    driver declares when this backend is chosen) and from_params(), which builds the backend from
+    their values, so the driver needs no per-vendor code.
+    """
 
     joint_names: tuple[str, ...] = JOINT_NAMES
+    PARAMS: ClassVar[Sequence] = ()   # Param specs of this backend's options (read-only)
+
+    @classmethod
+    def check_params(cls, values: dict[str, Any]) -> None:
+        """Refuse option combinations PARAMS alone cannot express (raise ParameterError)."""
+
+    @classmethod
+    def from_params(cls, values: dict[str, Any], calibration) -> "ArmBackend":
+        """Build the backend from the driver's parameter values (its own PARAMS included)."""
+        return cls(calibration=calibration)
 
     @property
     @abstractmethod
@@ -118,8 +135,11 @@ class ArmBackend(ABC):
         """Health items for /diagnostics (default: none)."""
         return []
 
-    def attach(self, node) -> None:
-        """Optional hook: let a backend add its own publishers/timers to the driver node.
 
-        The sim backend uses it to publish /clock, camera images and the task success signal.
-        """
+
+def check_left_right(values: dict[str, Any], *keys: str) -> None:
+    """Each of `keys` holds one entry per arm, [left, right] (CAN channels, interfaces)."""
+    for key in keys:
+        if len(values[key]) != 2:
+            raise ParameterError(f"parameter '{key}': got {list(values[key])}, expected two entries "
+                                 "[left, right]")

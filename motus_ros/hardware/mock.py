@@ -14,10 +14,18 @@ import numpy as np
 from motus_ros.hardware.calibration import JointCalibration, load_calibration
 from motus_ros.hardware.interface import ArmBackend, ArmState, BackendDiagnostic, JointLimits
 from motus_ros.layout import DOF
+from motus_ros.params import Param
 
 
 class MockArmBackend(ArmBackend):
     """State follows commands: x += (cmd - x) * (1 - exp(-dt / time_constant)); 0 s = instant."""
+
+    PARAMS = (Param("mock_time_constant", 0.0, "mock: first-order lag of state behind command (s)",
+                    min=0.0, max=10.0),)
+
+    @classmethod
+    def from_params(cls, values, calibration) -> "MockArmBackend":
+        return cls(calibration=calibration, time_constant=values["mock_time_constant"])
 
     def __init__(self, calibration: JointCalibration | str = "mock", time_constant: float = 0.0,
                  initial_position: np.ndarray | None = None,

@@ -52,8 +52,10 @@ import numpy as np
 
 from motus_ros.hardware import piper_can as pc
 from motus_ros.hardware.calibration import JointCalibration, load_calibration
-from motus_ros.hardware.interface import ArmBackend, ArmState, BackendDiagnostic, JointLimits
+from motus_ros.hardware.interface import (ArmBackend, ArmState, BackendDiagnostic, JointLimits,
+                                          check_left_right)
 from motus_ros.layout import ARM_JOINTS, DOF, SERVICES, SIDES
+from motus_ros.params import Param
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,30 @@ def _ctrl_stamps(sdk) -> tuple[float, float, float]:
 
 class PiperArmBackend(ArmBackend):
     """Two Piper followers; `read_leader()` returns the leader arms' positions when configured."""
+
+    PARAMS = (
+        Param("can_channels", ["can_left", "can_right"], "piper: follower CAN channels [left, right]"),
+        Param("leader_can_channels", ["can_left", "can_right"],
+              "piper: leader CAN channels [left, right], read when the driver's read_leaders is true"),
+        Param("can_bustype", "socketcan", "piper: python-can interface (socketcan; virtual for tests)"),
+        Param("piper_speed_percent", 100, "piper: MOVE J speed percentage (0x151 byte 2)", min=1, max=100),
+        Param("gripper_effort", 1.0, "piper: gripper effort (N*m)", min=0.0, max=5.0),
+        Param("enable_timeout", 5.0, "piper: time allowed for every motor to report enabled (s)",
+              min=0.1, max=60.0),
+    )
+
+    @classmethod
+    def check_params(cls, values) -> None:
+        check_left_right(values, "can_channels", "leader_can_channels")
+
+    @classmethod
+    def from_params(cls, values, calibration) -> "PiperArmBackend":
+        """Also reads the driver's read_leaders (open the leader channels) and feedback_timeout
+        (the age at which this backend reports feedback as stale)."""
+        return cls(calibration=calibration, channels=values["can_channels"], bustype=values["can_bustype"],
+                   leader_channels=values["leader_can_channels"] if values["read_leaders"] else (),
+                   speed_percent=values["piper_speed_percent"], gripper_effort=values["gripper_effort"],
+                   enable_timeout=values["enable_timeout"], feedback_stale=values["feedback_timeout"])
 
     def __init__(self, calibration: JointCalibration | str = "agilex_aloha2",
                  channels: Sequence[str] = ("can_left", "can_right"), bustype: str = "socketcan",

@@ -2,50 +2,35 @@
 
 The simulation owns time. A physics thread advances the world one control step (0.02 s, gym-aloha's
 50 Hz) at a time, paced against the wall clock so that simulated time runs at most
-`real_time_factor` times as fast as real time, and publishes the simulated time on /clock; every
-other node runs with use_sim_time. Cameras are rendered at `camera_rate_hz` of *simulated* time in
-a second thread: the physics thread captures the scene at the frame's instant (cheap, under the
-state lock) and the render thread rasterizes it (slow, no lock), so rendering never blocks a
-read() or write() of the driver. If rendering cannot keep up, the physics thread waits for the
-previous frame before capturing the next one: simulated time slows down, the camera rate in
-simulated time holds.
+`real_time_factor` times as fast as real time. Cameras are rendered at `camera_rate_hz` of
+*simulated* time in a second thread: the physics thread captures the scene at the frame's instant
+(cheap, under the state lock) and the render thread rasterizes it (slow, no lock), so rendering
+never blocks a read() or write() of the driver. If rendering cannot keep up, the physics thread
+waits for the previous frame before capturing the next one: simulated time slows down, the camera
+rate in simulated time holds.
+
+This module is plain Python. What the rest of the world sees of the simulation (simulated time,
+camera frames, task status, episode starts) goes to SimListener objects registered with
+add_listener(); motus_ros.nodes.sim_node turns them into /clock, the camera topics and /sim/*.
 
 Time stamps are the simulated time of the physics state they describe, kept in integer
-nanoseconds (no drift, /clock and stamps compare exactly):
+nanoseconds (no drift, clock ticks and stamps compare exactly):
   - read() returns the state of the last control step with stamp = the simulated time of that
-    state (the driver stamps /puppet/joint_states with it); /clock is published under the state
-    lock, so a node never holds a state newer than the clock it has been sent;
-  - camera images carry the simulated time of the state they show (the instant the scene was
+    state; on_clock is called under the state lock, so a listener is told time T before anyone
+    can read the state of T;
+  - camera frames carry the simulated time of the state they show (the instant the scene was
     captured), not the later instant the rasterization finished;
   - a reset takes one control period of simulated time: the new episode's first state is stamped
     one step after the old episode's last one, so stamps never repeat or go back, and
-    /sim/episode_start says exactly when the new episode began.
+    SimEpisode.start_ns says exactly when the new episode began.
+Status goes out at the camera rate (10 Hz of simulated time if cameras are off).
 
-attach(node) adds to the driver node (all names absolute):
-  /clock                                   rosgraph_msgs/Clock, every control step
-  /camera_{high,left_wrist,right_wrist}/color/image_raw, .../camera_info
-                                           sensor_msgs/Image rgb8 + CameraInfo (sensor-data QoS),
-                                           stamped with simulated time; intrinsics from
-                                           calibration/sim/<camera>.yaml, scaled to the image size
-  /sim/task_success                        std_msgs/Bool: the episode reached the task's max reward
-  /sim/reward                              std_msgs/Float64: current gym-aloha reward (0..4)
-  /sim/object_poses                        geometry_msgs/PoseArray, frame "world", objects in the
-                                           task's order (transfer_cube: [box]; insertion: [peg, socket])
-  /sim/episode                             std_msgs/UInt32, transient local: episode number, sent at
-                                           every reset (before that episode's first object poses)
-  /sim/episode_start                       std_msgs/Header, transient local: stamp = simulated time
-                                           of the episode's first state (sent with /sim/episode);
-                                           recorded, it lets the converter drop what a bag holds
-                                           from before the reset
-  /sim/reset                               std_srvs/Trigger: new episode (next seed of the sequence)
-Status topics go out at the camera rate (10 Hz of simulated time if cameras are off).
-
-Constructor keyword arguments (driver parameters `sim_<name>`, see SIM_PARAMS):
+Constructor keyword arguments (the sim node's parameters, see motus_ros.nodes.sim_node):
   task              "transfer_cube" | "insertion"
   image_height      camera image height (pixels)
   image_width       camera image width (pixels)
   camera_rate_hz    camera frames per simulated second; 0 turns the cameras off
-  real_time_factor  cap on simulated seconds per wall-clock second
+  real_time_factor  cap on simulated seconds per wall-clock second (set_real_time_factor: live)
   seed              seed of the sequence of episodes (object placements), reproducible
   render_quality    "fast" (no shadows, no multisampling) | "full" (the scene's own settings)
   calibration       optional JointCalibration (the driver's); its limits replace the defaults
@@ -54,57 +39,66 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from motus_ros.hardware.interface import ArmBackend, ArmState, BackendDiagnostic, JointLimits
-from motus_ros.layout import CAMERAS, DOF, TOPICS
-from motus_ros.params import Param, declare_parameters
+from motus_ros.layout import CAMERAS, DOF
 from motus_ros.sim import world as simworld
 
 # Default speed limits: ViperX 300 s Dynamixel joints (XM540/XM430) run about 3-4 rad/s without
 # load; the gripper moves its full normalized range in about 0.25 s.
 DEFAULT_MAX_VELOCITY = np.concatenate([[3.0, 3.0, 3.0, 4.0, 4.0, 4.0, 4.0]] * 2)
 
-SIM_PARAMS = [
-    Param("sim_task", "transfer_cube", "sim: gym-aloha task", choices=tuple(simworld.TASKS)),
-    Param("sim_image_height", 240, "sim: camera image height (pixels)", min=16, max=2048),
-    Param("sim_image_width", 320, "sim: camera image width (pixels)", min=16, max=2048),
-    Param("sim_camera_rate_hz", 10.0, "sim: camera frames per simulated second (Hz); 0 = no cameras",
-          min=0.0, max=50.0),
-    Param("sim_real_time_factor", 1.0, "sim: cap on simulated seconds per wall-clock second",
-          min=0.01, max=100.0),
-    Param("sim_seed", 0, "sim: seed of the episode sequence (object placements)",
-          min=0, max=2**31 - 1),
-    Param("sim_render_quality", "fast", "sim: 'fast' (no shadows) or 'full' (gym-aloha's look)",
-          choices=simworld.RENDER_QUALITIES),
-]
-
-SIM_TOPICS = {
-    "clock": "/clock",
-    "task_success": TOPICS.get("task_success", "/sim/task_success"),
-    "reward": "/sim/reward",
-    "object_poses": "/sim/object_poses",
-    "episode": TOPICS["sim_episode"],
-    "episode_start": TOPICS["episode_start"],
-    "reset": "/sim/reset",
-}
-
-
 CONTROL_DT_NS = round(simworld.CONTROL_DT * 1e9)   # one control step of simulated time (ns)
+MAX_SEED = 2**31 - 2                                # gym-aloha's samplers draw seeds below 2^31 - 1
 
 
 def _stamp_seconds(ns: int) -> float:
     """ns -> float seconds that convert back to exactly ns whether the reader truncates
     (rclpy.time.Time(seconds=...)) or rounds: a quarter nanosecond in, so float error (under
     0.02 ns for the first 10^5 s) cannot fall below ns or reach ns + 0.5. Header stamps then
-    equal the /clock values exactly."""
+    equal the clock values exactly."""
     return (ns + 0.25) * 1e-9
 
 
-def _time_msg(ns: int):
-    from builtin_interfaces.msg import Time
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+@dataclass(frozen=True)
+class SimEpisode:
+    """An episode that just started: its number (0 at connect, +1 per reset), the seed its objects
+    were placed from, the simulated time of its first state (ns) and the objects' poses."""
+
+    number: int
+    seed: int
+    start_ns: int
+    object_poses: dict[str, np.ndarray]   # name -> (7,) x, y, z (m), qw, qx, qy, qz
+
+
+@dataclass(frozen=True)
+class SimStatus:
+    """Task status at simulated time stamp_ns: gym-aloha reward, success, object poses (task order)."""
+
+    stamp_ns: int
+    reward: float
+    success: bool
+    object_poses: dict[str, np.ndarray]
+
+
+class SimListener:
+    """What the simulation tells the outside world; override what you need. Called from the
+    simulation's threads: keep it short, never call back into the backend's state lock."""
+
+    def on_clock(self, sim_time_ns: int) -> None:
+        """Simulated time advanced to sim_time_ns (each value once, increasing; under the state lock)."""
+
+    def on_frame(self, stamp_ns: int, images: dict[str, np.ndarray]) -> None:
+        """Camera images (camera -> HxWx3 uint8 RGB) of the scene at simulated time stamp_ns."""
+
+    def on_status(self, status: SimStatus) -> None:
+        """Task status, at the camera rate of simulated time."""
+
+    def on_episode(self, episode: SimEpisode) -> None:
+        """An episode started (at connect and at every reset), before its first status."""
 
 
 class SimArmBackend(ArmBackend):
@@ -151,7 +145,8 @@ class SimArmBackend(ArmBackend):
         self.episode = 0
         self._clock_offset_ns = 0              # simulated time at the current episode's start (ns)
         self._sim_time_ns = 0                  # simulated time of self._state (ns), on /clock
-        self._clock_published_ns = -1          # last time sent on /clock (ns)
+        self._clock_published_ns = -1          # last time given to on_clock (ns)
+        self._reanchor = False                 # pacing restarts from now (real_time_factor changed)
         # camera pipeline
         self._frame_period_steps = (int(round(1.0 / (self.camera_rate_hz * simworld.CONTROL_DT)))
                                     if self.camera_rate_hz > 0 else 0)
@@ -163,20 +158,52 @@ class SimArmBackend(ArmBackend):
         self.achieved_rtf = 0.0
         self._status_period_steps = self._frame_period_steps or int(round(0.1 / simworld.CONTROL_DT))
         self._step_count = 0
-        self._node = None
-        self._pubs: dict = {}
-        self._camera_pubs: dict = {}
+        # Replaced, never mutated: the threads iterate over a snapshot without the lock.
+        self._listeners: tuple[SimListener, ...] = ()
         self.errors: list[str] = []
 
-    # ---- construction from the driver's parameters --------------------------------------------
     @classmethod
-    def from_node(cls, node, calibration=None) -> "SimArmBackend":
-        """Declare the sim_* parameters on the driver node and build the backend from them."""
-        p = declare_parameters(node, SIM_PARAMS)
-        return cls(task=p["sim_task"], image_height=p["sim_image_height"],
-                   image_width=p["sim_image_width"], camera_rate_hz=p["sim_camera_rate_hz"],
-                   real_time_factor=p["sim_real_time_factor"], seed=p["sim_seed"],
-                   render_quality=p["sim_render_quality"], calibration=calibration)
+    def from_params(cls, values, calibration) -> "SimArmBackend":
+        # The world's options belong to the sim node, which also publishes its clock and cameras;
+        # a driver building the world on its own would run a simulation nobody can see.
+        raise RuntimeError("backend 'sim': start the sim_node executable (the simulation with its "
+                           "arm driver), not arm_driver_node alone")
+
+    # ---- listeners ----------------------------------------------------------------------------
+    def add_listener(self, listener: SimListener) -> None:
+        """Send the simulation's clock, frames, status and episodes to `listener` from now on; a
+        listener added after connect() is told the current time and episode at once."""
+        with self._lock:
+            self._listeners = (*self._listeners, listener)
+            if self.world is None:
+                return
+            self._call(listener.on_clock, self._sim_time_ns)
+            episode = self._episode_locked()
+        self._call(listener.on_episode, episode)
+        self._emit_status()
+
+    def remove_listener(self, listener: SimListener) -> None:
+        with self._lock:
+            self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def _call(self, method, *args) -> None:
+        """One listener call; its failure is recorded, never stops the simulation."""
+        try:
+            method(*args)
+        except Exception as exc:  # noqa: BLE001 - a listener (the ROS side shutting down) must not kill physics
+            if not self._stop.is_set():
+                self.errors.append(f"{method.__qualname__}: {type(exc).__name__}: {exc}")
+
+    def _emit(self, name: str, *args) -> None:
+        for listener in self._listeners:
+            self._call(getattr(listener, name), *args)
+
+    def set_real_time_factor(self, value: float) -> None:
+        """Change the cap on simulated seconds per wall-clock second while running."""
+        if not value > 0:
+            raise ValueError(f"real_time_factor: got {value}, expected > 0")
+        self.real_time_factor = float(value)
+        self._reanchor = True
 
     # ---- ArmBackend -------------------------------------------------------------------------
     @property
@@ -186,6 +213,11 @@ class SimArmBackend(ArmBackend):
     def connect(self) -> None:
         if self.world is not None:
             return
+        if self._step_count:
+            # Connected before (driver cleanup, then configure): the clock goes on from where it
+            # stopped, one control period later, as at a reset.
+            self._clock_offset_ns = self._sim_time_ns + CONTROL_DT_NS
+            self.episode += 1
         try:
             self.world = simworld.SimWorld(self.task, self.image_size, seed=self.seed,
                                            render_quality=self.render_quality)
@@ -195,6 +227,10 @@ class SimArmBackend(ArmBackend):
             self.world.reset()
             self._target = self.world.ctrl_targets()
             self._snapshot_state()
+            self._emit_clock(self._sim_time_ns)
+            episode = self._episode_locked()
+        self._emit("on_episode", episode)
+        self._emit_status()
         self._stop.clear()
         if self._frame_period_steps:
             self._start_thread(self._render_loop, "sim_render")
@@ -280,25 +316,33 @@ class SimArmBackend(ArmBackend):
 
     @property
     def episode_start_ns(self) -> int:
-        """Simulated time (ns) of the current episode's first state (sent on /sim/episode_start)."""
+        """Simulated time (ns) of the current episode's first state."""
         return self._clock_offset_ns
 
-    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+    def reset(self, seed: int | None = None) -> SimEpisode:
         """Start a new episode (objects placed from `seed`, else the sequence's next seed)."""
         if self.world is None:
             raise RuntimeError("sim backend: reset() before connect()")
+        if seed is not None and not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed: got {seed}, expected 0..{MAX_SEED} (or none: the sequence's next)")
         with self._lock:
             # The reset takes one control period: the new episode's first state gets a stamp of
             # its own, after every state (and camera frame) of the old episode.
             self._clock_offset_ns = self._sim_time_ns + CONTROL_DT_NS
-            poses = self.world.reset(seed)
+            self.world.reset(seed)
             self._target = self.world.ctrl_targets()
             self.episode += 1
             self._snapshot_state()
-            self._publish_clock(self._sim_time_ns)
-            stamp_ns = self._sim_time_ns
-        self._publish_episode(stamp_ns)
-        return poses
+            self._emit_clock(self._sim_time_ns)
+            episode = self._episode_locked()
+        self._emit("on_episode", episode)
+        self._emit_status()
+        return episode
+
+    def _episode_locked(self) -> SimEpisode:
+        """The current episode (caller holds the state lock)."""
+        return SimEpisode(number=self.episode, seed=self.world.seed, start_ns=self._clock_offset_ns,
+                          object_poses=self.world.object_poses())
 
     # ---- threads ----------------------------------------------------------------------------
     def _start_thread(self, target, name: str) -> None:
@@ -311,12 +355,8 @@ class SimArmBackend(ArmBackend):
             try:
                 loop()
             except Exception as exc:  # noqa: BLE001 - surface in diagnostics, never die silently
-                self.errors.append(f"{loop.__name__}: {type(exc).__name__}: {exc}")
-                if self._node is not None:
-                    try:
-                        self._node.get_logger().error(f"sim backend {loop.__name__} stopped: {exc}")
-                    except Exception:  # noqa: BLE001 - node already gone
-                        pass
+                # diagnostics() reports it (ERROR) through the driver's /diagnostics
+                self.errors.append(f"{loop.__name__} stopped: {type(exc).__name__}: {exc}")
         return run
 
     def _snapshot_state(self) -> None:
@@ -334,22 +374,24 @@ class SimArmBackend(ArmBackend):
             with self._lock:
                 self.world.step(self._target)
                 self._snapshot_state()
-                # Under the lock: /clock reaches T before any reader can hold the state of T,
-                # and a concurrent reset cannot publish its later time first.
-                self._publish_clock(self._sim_time_ns)
+                # Under the lock: listeners hear of T before any reader can hold the state of T,
+                # and a concurrent reset cannot announce its later time first.
+                self._emit_clock(self._sim_time_ns)
                 now_sim = self.sim_time
                 self._step_count += 1
                 step = self._step_count
-            if self._frame_period_steps and step % self._frame_period_steps == 0 and self._camera_pubs:
+            # Nobody listening: no frame to render (rendering is the expensive part).
+            if self._frame_period_steps and step % self._frame_period_steps == 0 and self._listeners:
                 self._capture_frame()
             if step % self._status_period_steps == 0:
-                self._publish_status()
+                self._emit_status()
             # Pace: simulated time may run at most real_time_factor x wall time.
             wall = time.monotonic()
             if step % 50 == 0:
                 self.achieved_rtf = (now_sim - rtf_sim) / max(wall - rtf_wall, 1e-9)
                 rtf_wall, rtf_sim = wall, now_sim
-            if now_sim < sim0:  # clock moved by a reset while we slept: re-anchor
+            if now_sim < sim0 or self._reanchor:  # clock reset, or a new real_time_factor
+                self._reanchor = False
                 wall0, sim0 = wall, now_sim
             delay = wall0 + (now_sim - sim0) / self.real_time_factor - wall
             if delay > 0:
@@ -381,111 +423,23 @@ class SimArmBackend(ArmBackend):
             start = time.perf_counter()
             images = self.world.render_scenes(self.cameras)
             self.render_ms = (time.perf_counter() - start) * 1e3
-            self._publish_images(self._render_stamp_ns, images)
+            self._emit("on_frame", self._render_stamp_ns, images)
             self.frames += 1
             self._render_idle.set()
 
-    # ---- ROS side ---------------------------------------------------------------------------
-    def attach(self, node) -> None:
-        """Add /clock, cameras, task status topics and the /sim/reset service to `node`."""
-        from geometry_msgs.msg import PoseArray
-        from rosgraph_msgs.msg import Clock
-        from std_msgs.msg import Bool, Float64, Header, UInt32
-        from std_srvs.srv import Trigger
-
-        from motus_ros.cameras.calibration import resolve_intrinsics
-        from motus_ros.cameras.publisher import CameraPublisher
-        from motus_ros.qos import LATCHED
-
-        self._node = node
-        pubs = {
-            "clock": node.create_publisher(Clock, SIM_TOPICS["clock"], 10),
-            "task_success": node.create_publisher(Bool, SIM_TOPICS["task_success"], 10),
-            "reward": node.create_publisher(Float64, SIM_TOPICS["reward"], 10),
-            "object_poses": node.create_publisher(PoseArray, SIM_TOPICS["object_poses"], 10),
-            "episode": node.create_publisher(UInt32, SIM_TOPICS["episode"], LATCHED),
-            "episode_start": node.create_publisher(Header, SIM_TOPICS["episode_start"], LATCHED),
-        }
-        self._msg_types = {"clock": Clock, "bool": Bool, "float": Float64, "poses": PoseArray,
-                           "uint": UInt32, "header": Header}
-        camera_pubs = {}
-        if self._frame_period_steps:
-            height, width = self.image_size
-            for camera in self.cameras:
-                intrinsics, _source = resolve_intrinsics("sim", camera, width, height)
-                camera_pubs[camera] = CameraPublisher(node, camera, intrinsics)
-        node.create_service(Trigger, SIM_TOPICS["reset"], self._srv_reset)
-        self._pubs = pubs
-        self._camera_pubs = camera_pubs
-        with self._lock:
-            self._publish_clock(self._sim_time_ns)
-            start_ns = self._clock_offset_ns
-        self._publish_episode(start_ns)
-
-    def _srv_reset(self, request, response):
-        try:
-            poses = self.reset()
-        except Exception as exc:  # noqa: BLE001 - answer the caller, do not kill the executor
-            response.success, response.message = False, f"reset failed: {exc}"
-            return response
-        where = ", ".join(f"{k} at ({v[0]:.3f}, {v[1]:.3f}) m" for k, v in poses.items())
-        response.success = True
-        response.message = f"episode {self.episode} (seed {self.world.seed}): {where}"
-        return response
-
-    def _publish(self, key: str, msg) -> None:
-        pub = self._pubs.get(key)
-        if pub is None:
-            return
-        try:
-            pub.publish(msg)
-        except Exception as exc:  # noqa: BLE001 - node shutting down under us
-            if not self._stop.is_set():
-                self.errors.append(f"publish {key}: {exc}")
-
-    def _publish_clock(self, sim_time_ns: int) -> None:
-        """/clock, each time once and increasing (caller holds the state lock)."""
-        if self._pubs and sim_time_ns > self._clock_published_ns:
+    # ---- what listeners are told -----------------------------------------------------------
+    def _emit_clock(self, sim_time_ns: int) -> None:
+        """on_clock, each time once and increasing (caller holds the state lock)."""
+        if sim_time_ns > self._clock_published_ns:
             self._clock_published_ns = sim_time_ns
-            self._publish("clock", self._msg_types["clock"](clock=_time_msg(sim_time_ns)))
+            self._emit("on_clock", sim_time_ns)
 
-    def _publish_episode(self, start_ns: int) -> None:
-        """/sim/episode_start (stamp: the episode's first state), /sim/episode, then status."""
-        if not self._pubs:
+    def _emit_status(self) -> None:
+        if not self._listeners or self.world is None:
             return
-        self._publish("episode_start", self._msg_types["header"](stamp=_time_msg(start_ns)))
-        self._publish("episode", self._msg_types["uint"](data=self.episode))
-        self._publish_status()
-
-    def _publish_status(self) -> None:
-        if not self._pubs or self.world is None:
-            return
-        from geometry_msgs.msg import Pose
         with self._lock:
-            reward, success = self.world.reward, self.world.success
-            poses = self.world.object_poses()
-            stamp = _time_msg(self._sim_time_ns)
-        self._publish("reward", self._msg_types["float"](data=float(reward)))
-        self._publish("task_success", self._msg_types["bool"](data=bool(success)))
-        msg = self._msg_types["poses"]()
-        msg.header.stamp = stamp
-        msg.header.frame_id = "world"
-        for pose in poses.values():
-            p = Pose()
-            p.position.x, p.position.y, p.position.z = (float(v) for v in pose[:3])
-            p.orientation.w, p.orientation.x, p.orientation.y, p.orientation.z = (
-                float(v) for v in pose[3:7])
-            msg.poses.append(p)
-        self._publish("object_poses", msg)
-
-    def _publish_images(self, stamp_ns: int, images: dict) -> None:
-        stamp = _time_msg(stamp_ns)
-        for camera, image in images.items():
-            pub = self._camera_pubs.get(camera)
-            if pub is None:
-                continue
-            try:
-                pub.publish(image, stamp)
-            except Exception as exc:  # noqa: BLE001 - node shutting down under us
-                if not self._stop.is_set():
-                    self.errors.append(f"publish {camera}: {exc}")
+            if self.world is None:
+                return
+            status = SimStatus(stamp_ns=self._sim_time_ns, reward=float(self.world.reward),
+                               success=bool(self.world.success), object_poses=self.world.object_poses())
+        self._emit("on_status", status)

@@ -24,18 +24,9 @@ from torch import nn
 
 from .config import MotusConfig
 from .experts import ActionExpert, LayerInputs, UndExpert, VideoExpert, joint_layer
+from .modes import CLEAN, DENOISE, MODE_TABLE, MODES, NOISE, check_mode  # noqa: F401 - MODES re-exported
 from .sampler import FlowMatchEulerSampler
 
-DENOISE, NOISE, CLEAN = "denoise", "noise", "clean"
-# mode -> (video role, action role)
-MODE_TABLE: dict[str, tuple[str, str]] = {
-    "vla": (NOISE, DENOISE),
-    "wm": (DENOISE, CLEAN),
-    "idm": (CLEAN, DENOISE),
-    "vgm": (DENOISE, NOISE),
-    "joint": (DENOISE, DENOISE),
-}
-MODES = tuple(MODE_TABLE)
 TEXT_CACHE_SIZE = 16  # instructions kept (the text depends only on the instruction)
 
 
@@ -52,14 +43,6 @@ def pad_text(states: torch.Tensor, length: int) -> torch.Tensor:
     if n >= length:
         return states[:, :length]
     return torch.cat([states, states.new_zeros(states.shape[0], length - n, states.shape[2])], dim=1)
-
-
-def check_mode(mode: str) -> str:
-    """Normalize a mode name; ValueError naming the accepted values."""
-    m = str(mode).strip().lower()
-    if m not in MODE_TABLE:
-        raise ValueError(f"mode '{mode}' is not one of {', '.join(MODES)}")
-    return m
 
 
 @dataclass

@@ -22,13 +22,11 @@ from __future__ import annotations
 import threading
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from motus_ros.diagnostics import DiagnosticsPublisher, status
+from motus_ros.ros.diagnostics import DiagnosticsPublisher, status
 from motus_ros.execution.interpolation import INTERPOLATION_MODES, CommandInterpolator
 from motus_ros.execution.safety import (LIMIT_MODES, CommandRejected, SafetyFilter, Watchdog,
                                         max_step_change_from_limits, max_step_from_limits)
@@ -36,86 +34,62 @@ from motus_ros.hardware.calibration import load_calibration
 from motus_ros.hardware.interface import ArmBackend
 from motus_ros.hardware.registry import BACKENDS, backend_class
 from motus_ros.layout import ARM_JOINTS, JOINT_NAMES, LEFT_SLICE, RIGHT_SLICE, SERVICES, TOPICS
-from motus_ros.nodes._run import run_node
-from motus_ros.params import Param, ParameterError, declare_parameters
-from motus_ros.qos import LATCHED
+from motus_ros.ros.managed import AUTOSTART, ManagedNode
+from motus_ros.ros.run import run_node
+from motus_ros.params import Param, declare_parameters
+from motus_ros.ros.qos import LATCHED
+from motus_ros.stamps import to_ns, to_time_msg
 
+# The chosen backend's own options (its PARAMS: CAN channels, SDK model, ...) are declared too.
 PARAMS = [
     Param("backend", "mock", "arm backend", choices=tuple(BACKENDS)),
     Param("calibration", "mock", "joint calibration: robot name under calibration/ or a joints.yaml path"),
     Param("rate_hz", 100.0, "driver tick rate: read, command, publish (Hz)", min=1.0, max=1000.0),
     Param("command_timeout", 0.5, "watchdog: hold position when the newest command is older (s)",
-          min=0.01, max=60.0),
+          min=0.01, max=60.0, live=True),
     Param("max_velocity_scale", 1.0, "fraction of the calibrated max velocity allowed per tick "
-          "(step limit = max_velocity x scale / rate_hz)", min=0.01, max=1.0),
+          "(step limit = max_velocity x scale / rate_hz)", min=0.01, max=1.0, live=True),
     Param("accel_time", 0.1, "acceleration limit: seconds to reach the allowed max velocity from "
           "rest (a_max = max_velocity x max_velocity_scale / accel_time); 0 = no limit (s)",
-          min=0.0, max=10.0),
+          min=0.0, max=10.0, live=True),
     Param("feedback_timeout", 0.25, "joint feedback older than this is lost: stop publishing "
           "joint states, soft-stop, report ERROR (s; backends that report feedback age)",
           min=0.01, max=10.0),
     Param("limit_mode", "clip", "commands outside the joint limits: clip into them or reject",
-          choices=LIMIT_MODES),
-    Param("interpolation", "linear", "upsampling of commands to the driver rate",
-          choices=INTERPOLATION_MODES),
+          choices=LIMIT_MODES, live=True),
+    Param("interpolation", "linear", "upsampling of commands to the driver rate (a change holds "
+          "position until the next command)", choices=INTERPOLATION_MODES, live=True),
     Param("command_period", 1.0 / 30.0, "nominal command period for interpolation (s)",
-          min=0.001, max=1.0),
-    Param("autostart", True, "configure and activate at start-up (else stay unconfigured)"),
-    Param("auto_enable", True, "enable the motors on activation"),
-    Param("disable_on_shutdown", False, "disable the motors after holding position on shutdown"),
+          min=0.001, max=1.0, live=True),
+    AUTOSTART,
+    Param("auto_enable", True, "enable the motors on activation (read at each activation)", live=True),
+    Param("disable_on_shutdown", False, "disable the motors after holding position on cleanup "
+          "(read at each cleanup)", live=True),
     Param("publish_agilex_topics", False,
           "also publish per-arm JointState on /puppet/joint_left|right (Agilex cobot_magic names)"),
     Param("read_leaders", False, "publish the leader arms on /master/joint_states (piper only)"),
-    Param("diagnostics_period", 1.0, "period of /diagnostics (s)", min=0.05, max=60.0),
-    # piper
-    Param("can_channels", ["can_left", "can_right"], "piper: follower CAN channels [left, right]"),
-    Param("leader_can_channels", ["can_left", "can_right"], "piper: leader CAN channels [left, right]"),
-    Param("can_bustype", "socketcan", "piper: python-can interface (socketcan; virtual for tests)"),
-    Param("piper_speed_percent", 100, "piper: MOVE J speed percentage (0x151 byte 2)", min=1, max=100),
-    Param("gripper_effort", 1.0, "piper: gripper effort (N*m)", min=0.0, max=5.0),
-    Param("enable_timeout", 5.0, "piper: time allowed for every motor to report enabled (s)",
-          min=0.1, max=60.0),
-    # arx
-    Param("arx_interfaces", ["can0", "can1"], "arx: CAN interfaces [left, right]"),
-    Param("arx_model", "X5", "arx: robot model for arx5-interface", choices=("X5", "L5")),
-    # mock
-    Param("mock_time_constant", 0.0, "mock: first-order lag of state behind command (s)",
-          min=0.0, max=10.0),
+    Param("diagnostics_period", 1.0, "period of /diagnostics (s)", min=0.05, max=60.0, live=True),
 ]
 
 STATE_HISTORY = 100  # joint-state publishers' keep-last depth (see __init__)
 RATE_WARN_FRACTION = 0.9   # achieved tick rate below this fraction of rate_hz: WARN
+LIMIT_PARAMS = ("max_velocity_scale", "accel_time")   # live: the safety filter's step limits
+INTERP_PARAMS = ("interpolation", "command_period")   # live: a new interpolator
 
 AGILEX_JOINT_NAMES = [f"joint{i}" for i in range(ARM_JOINTS + 1)]   # cobot_magic: joint0..joint6
 
 
-def make_backend(node: Node, p: dict, calibration) -> ArmBackend:
-    """Instantiate the chosen backend from the node's parameters."""
-    cls = backend_class(p["backend"])
-    name = p["backend"]
-    if hasattr(cls, "from_node"):           # backends with their own parameters (sim)
-        return cls.from_node(node, calibration=calibration)
-    if name == "mock":
-        return cls(calibration=calibration, time_constant=p["mock_time_constant"])
-    if name == "piper":
-        return cls(calibration=calibration, channels=p["can_channels"], bustype=p["can_bustype"],
-                   leader_channels=p["leader_can_channels"] if p["read_leaders"] else (),
-                   speed_percent=p["piper_speed_percent"], gripper_effort=p["gripper_effort"],
-                   enable_timeout=p["enable_timeout"], feedback_stale=p["feedback_timeout"])
-    if name == "arx":
-        return cls(calibration=calibration, interfaces=p["arx_interfaces"], model=p["arx_model"])
-    return cls(calibration=calibration)
-
-
-class ArmDriverNode(Node):
-    """Lifecycle-shaped driver: configure (connect), activate (enable, tick), cleanup (close)."""
+class ArmDriverNode(ManagedNode):
+    """Managed driver: configure connects the backend, activate enables and ticks, deactivate
+    holds, cleanup releases. `backend` (an instance) replaces building one from the parameters."""
 
     def __init__(self, backend: ArmBackend | None = None, **kwargs):
         super().__init__("arm_driver", **kwargs)
-        self.p = declare_parameters(self, PARAMS)
-        for key in ("can_channels", "leader_can_channels", "arx_interfaces"):
-            if len(self.p[key]) != 2:
-                raise ParameterError(f"parameter '{key}': got {self.p[key]}, expected two entries [left, right]")
+        self.p = declare_parameters(self, PARAMS, on_change=self._apply)
+        self.backend_class = backend_class(self.p["backend"])
+        # Read-only, so merging them into the live dict loses no update.
+        self.p.update(declare_parameters(self, self.backend_class.PARAMS,
+                                         check=self.backend_class.check_params))
         self.calibration = load_calibration(self.p["calibration"])
         self._injected_backend = backend
         self.backend: ArmBackend | None = None
@@ -124,7 +98,7 @@ class ArmDriverNode(Node):
         # Reliable keep-last: a deep history lets a lagging subscriber (the recorder on a busy
         # machine) catch up instead of losing states; 100 is 0.5 s at 200 Hz.
         self.state_pub = self.create_publisher(JointState, TOPICS["joint_states"], STATE_HISTORY)
-        self.leader_pub = None
+        self.leader_pubs: dict = {}      # created on configure when the backend reads leaders
         self.agilex_pubs = {}
         if self.p["publish_agilex_topics"]:
             self.agilex_pubs = {s: self.create_publisher(JointState, f"/puppet/joint_{s}",
@@ -146,8 +120,8 @@ class ArmDriverNode(Node):
         self.diag = DiagnosticsPublisher(self)
         self.safety: SafetyFilter | None = None
         self.watchdog = Watchdog(self.p["command_timeout"])
-        self.interp = CommandInterpolator(self.p["interpolation"], self.p["command_period"],
-                                          max(self.p["command_period"], 0.2))
+        self.interp = self._make_interpolator()
+        self.active = False               # lifecycle state active: commands are executed
         self.enabled = False
         self.estopped = False
         self.soft_stopped = ""            # reason of the active soft stop ("" = none)
@@ -168,57 +142,71 @@ class ArmDriverNode(Node):
         self.achieved_rate_hz: float | None = None
         self._tick_timer = None
         self._diag_timer = None
-        if self.p["autostart"]:
-            self.configure()
-            self.activate()
+        self.start(self.p["autostart"])
 
     # -- lifecycle -------------------------------------------------------------------------------
     def configure(self) -> None:
-        """Create and connect the backend; the safety filter starts from the measured state."""
-        self.backend = self._injected_backend or make_backend(self, self.p, self.calibration)
-        limits = self.backend.limits
-        max_step = max_step_from_limits(limits, self.p["rate_hz"], self.p["max_velocity_scale"])
-        max_step_change = max_step_change_from_limits(limits, self.p["rate_hz"],
-                                                      self.p["max_velocity_scale"], self.p["accel_time"])
-        self.safety = SafetyFilter(limits, max_step, self.p["limit_mode"], on_reject=self._log_reject,
-                                   max_step_change=max_step_change)
-        self.backend.connect()
-        self.backend.attach(self)
-        state = self.backend.read()
-        self.last_state = state
-        self.safety.reset(state.positions)
-        self.interp.reset(None)
-        if self.p["read_leaders"] and callable(getattr(self.backend, "read_leader", None)):
-            self.leader_pub = self.create_publisher(JointState, TOPICS["leader_joint_states"],
-                                                    STATE_HISTORY)
+        """Create and connect the backend; the safety filter starts from the measured state.
+        No command reaches the arm before activate()."""
+        backend = self._injected_backend or self.backend_class.from_params(self.p, self.calibration)
+        limits = backend.limits
+        with self._lock:
+            self.safety = SafetyFilter(limits, self._max_step(limits), self.p["limit_mode"],
+                                       on_reject=self._log_reject,
+                                       max_step_change=self._max_step_change(limits))
+            self.backend = backend     # set first: a failed connect is undone by cleanup()
+            backend.connect()
+            state = backend.read()
+            self.last_state = state
+            self.safety.reset(state.positions)
+            self.interp.reset(None)
+        if self.p["read_leaders"] and callable(getattr(backend, "read_leader", None)):
+            self.leader_pubs = {"": self.create_publisher(JointState, TOPICS["leader_joint_states"],
+                                                          STATE_HISTORY)}
             if self.p["publish_agilex_topics"]:
                 for s in ("left", "right"):
-                    self.agilex_pubs[f"master_{s}"] = self.create_publisher(
-                        JointState, f"/master/joint_{s}", STATE_HISTORY)
+                    self.leader_pubs[s] = self.create_publisher(JointState, f"/master/joint_{s}",
+                                                                STATE_HISTORY)
         self.get_logger().info(
             f"connected backend '{self.p['backend']}' (calibration {self.calibration.source}); "
             f"driver {self.p['rate_hz']:.0f} Hz, watchdog {self.p['command_timeout']:.2f} s")
 
     def activate(self) -> None:
-        if self.p["auto_enable"]:
-            self._enable()
-        self._announce_enabled()
+        """Enable the motors (auto_enable), then read, command and report on timers."""
+        with self._lock:
+            self.active = True
+            if self.p["auto_enable"]:
+                self._enable()
+            self._announce_enabled()
         self._tick_timer = self.create_timer(1.0 / self.p["rate_hz"], self._tick,
                                              callback_group=self._group)
-        # Its own group: a slow backend that keeps the tick timer overdue must not starve the
-        # health report that says so (shared state is guarded by self._lock).
-        self._diag_timer = self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics,
-                                             callback_group=MutuallyExclusiveCallbackGroup())
+        self._start_diagnostics()
 
     def deactivate(self) -> None:
+        """Stop the timers and hold the last safe position; commands are ignored until activate."""
         for timer in (self._tick_timer, self._diag_timer):
             if timer is not None:
                 self.destroy_timer(timer)
         self._tick_timer = self._diag_timer = None
+        with self._lock:
+            was_executing = self.executing
+            self.active = False
+            self.watchdog.clear()
+            if self.safety is not None:
+                self.interp.reset(None)
+            if was_executing:
+                try:
+                    self.backend.write(self.safety.hold())
+                except Exception as exc:  # noqa: BLE001 - still inactive; report it
+                    self.write_errors += 1
+                    self.last_error = str(exc)
+                    self.get_logger().error(f"holding position on deactivate failed: {exc}")
+            self._announce_enabled()
 
     def cleanup(self) -> None:
         """Hold position, optionally disable, release the device."""
         with self._lock:
+            self.active = False
             if self.backend is None:
                 return
             try:
@@ -231,11 +219,51 @@ class ArmDriverNode(Node):
             finally:
                 self.backend.close()
                 self.backend = None
+                self.safety = None
                 self.enabled = False
+                self._announce_enabled()
+        for pub in self.leader_pubs.values():
+            self.destroy_publisher(pub)
+        self.leader_pubs = {}
 
-    def close(self) -> None:
-        self.deactivate()
-        self.cleanup()
+    # -- live parameters -------------------------------------------------------------------------
+    def _max_step(self, limits):
+        return max_step_from_limits(limits, self.p["rate_hz"], self.p["max_velocity_scale"])
+
+    def _max_step_change(self, limits):
+        return max_step_change_from_limits(limits, self.p["rate_hz"], self.p["max_velocity_scale"],
+                                           self.p["accel_time"])
+
+    def _make_interpolator(self) -> CommandInterpolator:
+        return CommandInterpolator(self.p["interpolation"], self.p["command_period"],
+                                   max(self.p["command_period"], 0.2))
+
+    def _apply(self, changed: dict) -> None:
+        """Apply live parameters (already validated and stored in self.p)."""
+        with self._lock:
+            if "command_timeout" in changed:
+                self.watchdog.timeout = float(changed["command_timeout"])
+            if self.safety is not None:
+                if any(k in changed for k in LIMIT_PARAMS):
+                    self.safety.max_step = self._max_step(self.safety.limits)
+                    self.safety.max_step_change = self._max_step_change(self.safety.limits)
+                if "limit_mode" in changed:
+                    self.safety.limit_mode = changed["limit_mode"]
+            if any(k in changed for k in INTERP_PARAMS):
+                # A new ramp from where the arm can stop: no jump, the next command resumes.
+                self.interp = self._make_interpolator()
+                if self.safety is not None and self.executing:
+                    self.interp.reset(self.safety.stopping_point())
+        if "diagnostics_period" in changed and self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._start_diagnostics()
+        self.get_logger().info(f"parameters applied: {changed}")
+
+    def _start_diagnostics(self) -> None:
+        # Its own group: a slow backend that keeps the tick timer overdue must not starve the
+        # health report that says so (shared state is guarded by self._lock).
+        self._diag_timer = self.create_timer(self.p["diagnostics_period"], self._publish_diagnostics,
+                                             callback_group=MutuallyExclusiveCallbackGroup())
 
     # -- helpers ---------------------------------------------------------------------------------
     def _now(self) -> float:
@@ -247,8 +275,8 @@ class ArmDriverNode(Node):
 
     @property
     def executing(self) -> bool:
-        """True when commands reach the arm: enabled, not e-stopped, not soft-stopped."""
-        return self.enabled and not self.estopped and not self.soft_stopped
+        """True when commands reach the arm: active, enabled, not e-stopped, not soft-stopped."""
+        return self.active and self.enabled and not self.estopped and not self.soft_stopped
 
     def _announce_enabled(self, repeat: bool = False) -> None:
         """Publish /arm/enabled when it changed (the executor drops its plan on False), and with
@@ -342,9 +370,9 @@ class ArmDriverNode(Node):
                 self.last_state = state
                 if state.stamp is not None:
                     # The backend's clock (sim time), rounded to the nanosecond it published.
-                    now_msg = Time(nanoseconds=round(state.stamp * 1e9)).to_msg()
+                    now_msg = to_time_msg(state.stamp)
                 self._publish_fresh_state(state, now_msg)
-            if self.leader_pub is not None:
+            if self.leader_pubs:
                 leader = self.backend.read_leader()
                 if leader is not None:
                     self._publish_leader(leader, now_msg)
@@ -396,7 +424,7 @@ class ArmDriverNode(Node):
     def _publish_fresh_state(self, state, stamp) -> None:
         """Publish a state once: a backend reading with the same stamp is not new data (a stamp
         that goes back is a clock reset, e.g. a new sim episode, and is published)."""
-        stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        stamp_ns = to_ns(stamp)
         if state.stamp is not None and stamp_ns == self._last_state_stamp_ns:
             self.stale_states_dropped += 1
             return
@@ -422,9 +450,9 @@ class ArmDriverNode(Node):
     def _publish_leader(self, positions, stamp) -> None:
         msg = JointState(name=list(JOINT_NAMES), position=[float(v) for v in positions])
         msg.header.stamp = stamp
-        self.leader_pub.publish(msg)
+        self.leader_pubs[""].publish(msg)
         for side, sl in (("left", LEFT_SLICE), ("right", RIGHT_SLICE)):
-            pub = self.agilex_pubs.get(f"master_{side}")
+            pub = self.leader_pubs.get(side)
             if pub is not None:
                 arm = JointState(name=AGILEX_JOINT_NAMES, position=[float(v) for v in positions[sl]])
                 arm.header.stamp = stamp

@@ -5,32 +5,40 @@ Each camera runs in its own reader thread (device reads block), publishes with s
 an error every `retry_period_s`. Device errors become /diagnostics entries, never crashes.
 In simulation the sim node publishes the camera topics itself (see motus_ros/cameras/sim.py).
 
+A managed node (`ros2 lifecycle` drives it; with `autostart` it configures and activates itself):
+configure creates the backends and publishers, activate starts the reader threads (devices are
+opened there, with retries), deactivate stops them and closes the devices, cleanup releases the
+backends. A bad parameter (an unknown backend, a missing source) fails at start-up whatever the
+autostart setting.
+
 Parameters (all cameras): robot, cameras, backend, width, height, fps, loop, replay_rate, restamp,
 retry_period_s, read_timeout_s, stale_after_s, autostart; per camera <name>.backend, <name>.serial,
-<name>.source, <name>.topic, <name>.frame_id, <name>.calibration.
+<name>.source, <name>.topic, <name>.frame_id, <name>.calibration. Live: retry_period_s,
+read_timeout_s, stale_after_s, diagnostics_period_s; the rest are read-only (a device opened with
+them would have to be reopened).
 """
 from __future__ import annotations
 
 import threading
 import time
 
-from builtin_interfaces.msg import Time
-from rclpy.node import Node
-
-from motus_ros import diagnostics as diag
-from motus_ros.cameras.base import BACKENDS, CameraBackend, CameraError, EndOfStream, make_backend
+from motus_ros.ros import diagnostics as diag
+from motus_ros.cameras.base import CameraBackend, CameraError, EndOfStream
 from motus_ros.cameras.calibration import resolve_intrinsics
 from motus_ros.cameras.publisher import CameraPublisher
+from motus_ros.cameras.registry import BACKENDS, make_backend
 from motus_ros.cameras.sim import SIM_NODE_HINT
-from motus_ros.layout import CAMERAS
-from motus_ros.nodes._run import run_node
+from motus_ros.layout import CAMERAS, camera_image_topic
+from motus_ros.ros.managed import AUTOSTART, ManagedNode
+from motus_ros.ros.run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
-from motus_ros.qos import IMAGE_RELIABILITY, image_qos
+from motus_ros.ros.qos import IMAGE_RELIABILITY, image_qos
+from motus_ros.stamps import to_time_msg
 
 GLOBAL_PARAMS = [
     Param("robot", "sim", "robot profile; intrinsics come from calibration/<robot>/<camera>.yaml"),
     Param("cameras", list(CAMERAS), "camera names this node publishes (topics /camera_<name>/...)"),
-    Param("backend", "realsense", "default backend of every camera", choices=BACKENDS),
+    Param("backend", "realsense", "default backend of every camera", choices=tuple(BACKENDS)),
     Param("width", 640, "image width (pixels)", min=16, max=8192),
     Param("height", 480, "image height (pixels)", min=16, max=8192),
     Param("fps", 30.0, "frame rate (Hz); for video files 0 = the file's own rate", min=0.0, max=1000.0),
@@ -38,16 +46,18 @@ GLOBAL_PARAMS = [
     Param("replay_rate", 1.0, "bag replay speed factor (1 = recorded speed)", min=0.01, max=100.0),
     Param("restamp", True, "bag replay: stamp frames when published (false keeps recorded stamps)"),
     Param("hardware_timestamps", True, "realsense: use host-synchronised hardware timestamps"),
-    Param("retry_period_s", 1.0, "seconds between attempts to reopen a failed device", min=0.01, max=60.0),
+    Param("retry_period_s", 1.0, "seconds between attempts to reopen a failed device", min=0.01,
+          max=60.0, live=True),
     Param("read_timeout_s", 1.0, "seconds a read waits for a frame before reporting a timeout",
-          min=0.01, max=60.0),
+          min=0.01, max=60.0, live=True),
     Param("stale_after_s", 1.0, "seconds without a frame before diagnostics report the camera stale",
-          min=0.01, max=60.0),
-    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0),
+          min=0.01, max=60.0, live=True),
+    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics messages", min=0.05, max=60.0,
+          live=True),
     Param("reliability", "reliable", "image QoS reliability: reliable (default: best effort lost "
-          "most 640x480 frames here, see motus_ros/qos.py) or best_effort (sensor-data style)",
+          "most 640x480 frames here, see motus_ros/ros/qos.py) or best_effort (sensor-data style)",
           choices=IMAGE_RELIABILITY),
-    Param("autostart", True, "configure and activate at start (false: call configure()/activate())"),
+    AUTOSTART,
 ]
 
 
@@ -61,11 +71,6 @@ def camera_params(name: str) -> list[Param]:
         Param(f"{name}.frame_id", "", "frame id ('' = camera_<name>_color_optical_frame)"),
         Param(f"{name}.calibration", "", "intrinsics YAML ('' = calibration/<robot>/<name>.yaml)"),
     ]
-
-
-def to_time_msg(seconds: float) -> Time:
-    sec = int(seconds // 1)
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
 
 class CameraStream:
@@ -129,21 +134,30 @@ class CameraStream:
             self.intrinsics_source = "device"
         return True
 
+    def _pause_before_retry(self) -> None:
+        """Wait retry_period_s, re-read while waiting (it is live), or until stop()."""
+        start = time.monotonic()
+        while not self._stop.is_set():
+            left = start + self.node.params["retry_period_s"] - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, 0.1))
+
     def _run(self) -> None:
-        retry = self.opts["retry_period_s"]
+        live = self.node.params   # retry_period_s and read_timeout_s are live: read every loop
         while not self._stop.is_set():
             if not self.opened and not self._open():
-                self._stop.wait(retry)
+                self._pause_before_retry()
                 continue
             try:
-                frame = self.backend.read(self.opts["read_timeout_s"])
+                frame = self.backend.read(live["read_timeout_s"])
             except EndOfStream as exc:
                 self.ended, self.last_error = True, str(exc)
                 self._close()
                 return
             except Exception as exc:  # noqa: BLE001 - unplug, driver error: close and reconnect
                 self._fail(exc)
-                self._stop.wait(retry)
+                self._pause_before_retry()
                 continue
             if frame is None:
                 continue
@@ -174,7 +188,7 @@ class CameraStream:
             return diag.status(name, diag.WARN, f"stream ended: {self.last_error}", values)
         if not self.opened:
             return diag.status(name, diag.ERROR, f"device not open: {self.last_error or 'not started'}"
-                               f"; retrying every {self.opts['retry_period_s']} s", values)
+                               f"; retrying every {self.node.params['retry_period_s']} s", values)
         age = None if self.last_frame_mono is None else time.monotonic() - self.last_frame_mono
         if age is None or age > stale_after:
             return diag.status(name, diag.WARN, "no frame for "
@@ -183,84 +197,89 @@ class CameraStream:
         return diag.status(name, diag.OK, "streaming", values)
 
 
-class CameraNode(Node):
-    """Publishes the configured cameras; lifecycle-shaped (configure/activate/deactivate/cleanup)."""
+class CameraNode(ManagedNode):
+    """Publishes the configured cameras; a managed node (see the module docstring)."""
 
     def __init__(self, renderer=None, **kwargs):
         super().__init__("camera", **kwargs)
-        self.params = declare_parameters(self, GLOBAL_PARAMS)
+        self.params = declare_parameters(self, GLOBAL_PARAMS, on_change=self._on_params)
         self.streams: list[CameraStream] = []
         self._renderer = renderer  # in-process sim renderer (tests); see cameras/sim.py
         names = list(self.params["cameras"])
         if not names or len(set(names)) != len(names):
             raise ParameterError(f"parameter 'cameras': got {names}, expected distinct camera names")
         self.camera_params = {n: declare_parameters(self, camera_params(n)) for n in names}
+        for name in names:
+            self._check_source(name)   # bad parameters fail now, not at the first configure
         self.diagnostics = diag.DiagnosticsPublisher(self)
         self.active = False
         self._diag_timer = self.create_timer(self.params["diagnostics_period_s"], self.publish_diagnostics)
-        if self.params["autostart"]:
-            self.configure()
-            self.activate()
+        self.start(self.params["autostart"])   # at start-up a camera that cannot be created ends the node
+
+    def _kind(self, name: str) -> str:
+        return self.camera_params[name][f"{name}.backend"] or self.params["backend"]
+
+    def _check_source(self, name: str) -> None:
+        """ParameterError naming the parameter when camera `name` cannot have a backend."""
+        kind, source = self._kind(name), self.camera_params[name][f"{name}.source"]
+        if kind == "sim" and self._renderer is None:
+            raise ParameterError(f"parameter '{name}.backend' (or 'backend'): got 'sim': {SIM_NODE_HINT}")
+        if kind == "opencv" and not source:
+            raise ParameterError(f"parameter '{name}.source': got '', expected a V4L2 index, "
+                                 "/dev/videoN or a video file path for backend opencv")
+        if kind == "replay" and not source:
+            raise ParameterError(f"parameter '{name}.source': got '', expected a rosbag2 folder "
+                                 "for backend replay")
 
     def _backend_for(self, name: str) -> CameraBackend:
         p, c = self.params, self.camera_params[name]
-        kind = c[f"{name}.backend"] or p["backend"]
+        kind = self._kind(name)
         source, topic = c[f"{name}.source"], c[f"{name}.topic"]
         if kind == "sim":
-            if self._renderer is None:
-                raise ParameterError(f"parameter '{name}.backend' (or 'backend'): got 'sim': "
-                                     f"{SIM_NODE_HINT}")
             return make_backend("sim", renderer=self._renderer, camera=source or name)
         if kind == "realsense":
             return make_backend("realsense", serial=c[f"{name}.serial"], width=p["width"],
                                 height=p["height"], fps=int(p["fps"] or 30),
                                 hardware_timestamps=p["hardware_timestamps"])
         if kind == "opencv":
-            if not source:
-                raise ParameterError(f"parameter '{name}.source': got '', expected a V4L2 index, "
-                                     "/dev/videoN or a video file path for backend opencv")
             return make_backend("opencv", source=source, width=p["width"], height=p["height"],
                                 fps=p["fps"], loop=p["loop"])
-        if not source:
-            raise ParameterError(f"parameter '{name}.source': got '', expected a rosbag2 folder "
-                                 "for backend replay")
-        from motus_ros.layout import camera_image_topic  # noqa: PLC0415
         return make_backend("replay", bag=source, topic=topic or camera_image_topic(name),
                             loop=p["loop"], rate=p["replay_rate"], restamp=p["restamp"])
 
+    def _on_params(self, changed: dict) -> None:
+        # retry_period_s, read_timeout_s and stale_after_s are read where they are used.
+        if "diagnostics_period_s" in changed:
+            self._diag_timer.timer_period_ns = int(changed["diagnostics_period_s"] * 1e9)
+
     # -- lifecycle ----------------------------------------------------------------------------
     def configure(self) -> None:
-        """Create the backends (devices are opened by the reader threads, with retries)."""
-        if self.streams:
-            return
+        """Create the backends and publishers (devices are opened by the reader threads)."""
         for name in self.camera_params:
             c = self.camera_params[name]
             opts = {**self.params, "calibration": c[f"{name}.calibration"],
                     "frame_id": c[f"{name}.frame_id"]}
             try:
                 backend = self._backend_for(name)
-                self.streams.append(CameraStream(self, name, backend, opts))
             except CameraError as exc:
                 raise ParameterError(f"camera {name}: {exc}") from exc
+            self.streams.append(CameraStream(self, name, backend, opts))
 
     def activate(self) -> None:
-        if not self.active:
-            for stream in self.streams:
-                stream.start()
-            self.active = True
+        for stream in self.streams:
+            stream.start()
+        self.active = True
 
     def deactivate(self) -> None:
-        if self.active:
-            for stream in self.streams:
-                stream.stop()
-            self.active = False
+        self.active = False
+        for stream in self.streams:
+            stream.stop()
 
     def cleanup(self) -> None:
-        self.deactivate()
+        for stream in self.streams:
+            stream.stop()   # no-op after deactivate; releases what a failed activate opened
+            stream.publisher.destroy()
         self.streams = []
-
-    def close(self) -> None:
-        self.cleanup()
 
     def publish_diagnostics(self) -> None:
         if not self.streams:

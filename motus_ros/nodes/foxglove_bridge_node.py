@@ -38,7 +38,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from motus_ros.data import image_codec
 from motus_ros.data import types as bag_types
 from motus_ros.data.topics import ALL_TOPICS
-from motus_ros.nodes._run import run_node
+from motus_ros.ros.run import run_node
 from motus_ros.params import Param, declare_parameters
 
 PREVIEW_SUFFIX = "/preview"

@@ -6,6 +6,12 @@ episode.json sidecar in each bag folder holds the metadata (robot, task, operato
 counts, calibration files with hashes). Free disk is checked before and during recording.
 Each bag is split into MCAP files of at most `max_bag_duration_s` (closed files survive a crash
 intact), and its topics carry the publishers' offered_qos_profiles (see data/bag_writer.py).
+
+Live parameters: the disk limit and the check periods apply at once, exclude_topics at the next
+graph scan, and the per-episode settings (robot_profile, image_compression, jpeg_quality, png_level,
+queue bounds, flush_period_s, fsync, max_bag_duration_s, calibration_files, stop_timeout_s) from
+the next episode: a running bag keeps the settings it was opened with. output_dir, topics, the QoS
+choices and autostart_task are read-only.
 """
 from __future__ import annotations
 
@@ -22,57 +28,62 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from motus_msgs.srv import StartEpisode, StopEpisode
-from motus_ros import diagnostics, layout, paths
+from motus_ros import layout, paths
+from motus_ros.ros import diagnostics
 from motus_ros.data import episode as ep
 from motus_ros.data import types as bag_types
 from motus_ros.data.bag_writer import dump_qos, qos_from_rclpy
 from motus_ros.data.image_codec import COMPRESSIONS
 from motus_ros.data.recording import RecordingSession
 from motus_ros.data.topics import ALL_TOPICS, adapt_qos, default_topic_specs, parse_topic_specs
-from motus_ros.nodes._run import run_node
+from motus_ros.ros.run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 
 PARAMS = [
     Param("output_dir", "data/episodes", "folder receiving one bag folder per episode (relative "
           "paths are relative to the working directory)"),
     Param("robot_profile", "sim", "robot name stored with each episode (sim, agilex_aloha2, "
-          "ac_one, ...)"),
+          "ac_one, ...)", live=True),
     Param("topics", default_topic_specs(), "topics to record: '/topic:package/msg/Type', '/topic' "
           "(type taken from the graph) or '*' (every topic in the graph)"),
     Param("exclude_topics", ["/rosout", "/parameter_events", "/diagnostics"],
-          "topics never recorded when 'topics' contains '*'"),
+          "topics never recorded when 'topics' contains '*'", live=True),
     Param("image_compression", "none", "how sensor_msgs/Image topics are stored: raw, or "
           "re-encoded to sensor_msgs/CompressedImage on <topic>/compressed",
-          choices=list(COMPRESSIONS)),
-    Param("jpeg_quality", 90, "JPEG quality (1-100) when image_compression is jpeg", min=1, max=100),
-    Param("png_level", 3, "PNG compression level (0-9) when image_compression is png", min=0, max=9),
+          choices=list(COMPRESSIONS), live=True),
+    Param("jpeg_quality", 90, "JPEG quality (1-100) when image_compression is jpeg", min=1, max=100,
+          live=True),
+    Param("png_level", 3, "PNG compression level (0-9) when image_compression is png", min=0, max=9,
+          live=True),
     Param("qos_reliability", "auto", "subscription reliability: auto matches the publishers "
           "(reliable when all are, re-subscribing when an incompatible one appears)",
           choices=["auto", "reliable", "best_effort"]),
     Param("qos_depth", 100, "subscription history depth in messages", min=1, max=100000),
     Param("queue_size", 3000, "writer queue bound in messages; overflow is counted and reported "
-          "as an ERROR on /diagnostics", min=1, max=10_000_000),
+          "as an ERROR on /diagnostics", min=1, max=10_000_000, live=True),
     Param("queue_max_mb", 1024.0, "writer queue bound in MiB of queued message data",
-          min=1.0, max=1e6),
+          min=1.0, max=1e6, live=True),
     Param("flush_period_s", 0.5, "seconds between MCAP chunk flushes: at most this much data "
-          "is lost if the recorder is killed", min=0.01, max=600.0),
-    Param("fsync", True, "fsync the bag at every flush (survives power loss, not just crashes)"),
+          "is lost if the recorder is killed", min=0.01, max=600.0, live=True),
+    Param("fsync", True, "fsync the bag at every flush (survives power loss, not just crashes)",
+          live=True),
     Param("max_bag_duration_s", 60.0, "seconds of bag time (message receive stamps) per MCAP file "
           "of an episode, as rosbag2's --max-bag-duration: a full file is closed (summary and "
           "footer written, readable by any MCAP reader even after a crash) and <episode>_<n+1>.mcap "
-          "opens; 0 = one file per episode", min=0.0, max=86400.0),
+          "opens; 0 = one file per episode", min=0.0, max=86400.0, live=True),
     Param("min_free_mb", 1024.0, "MiB of free disk required to start, and below which a running "
-          "episode is stopped and kept", min=0.0, max=1e9),
+          "episode is stopped and kept", min=0.0, max=1e9, live=True),
     Param("disk_check_period_s", 1.0, "seconds between free-disk checks while recording",
-          min=0.01, max=600.0),
-    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics reports", min=0.05, max=600.0),
+          min=0.01, max=600.0, live=True),
+    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics reports", min=0.05, max=600.0,
+          live=True),
     Param("discover_period_s", 1.0, "seconds between graph scans for topics whose type is not "
-          "given", min=0.05, max=600.0),
+          "given", min=0.05, max=600.0, live=True),
     Param("calibration_files", ["auto"], "calibration files/folders whose path and sha256 are "
-          "stored with each episode; 'auto' = calibration/<robot_profile>/"),
+          "stored with each episode; 'auto' = calibration/<robot_profile>/", live=True),
     Param("autostart_task", "", "when not empty, start an episode with this task at start-up"),
     Param("stop_timeout_s", 120.0, "seconds allowed to drain the writer queue when an episode "
-          "stops", min=0.1, max=3600.0),
+          "stops", min=0.1, max=3600.0, live=True),
 ]
 
 
@@ -87,7 +98,7 @@ class RecorderNode(Node):
 
     def __init__(self, free_space_fn: Callable[[], float] | None = None, **kwargs):
         super().__init__("recorder", **kwargs)
-        self.p = declare_parameters(self, PARAMS)
+        self.p = declare_parameters(self, PARAMS, on_change=self._on_params)
         try:
             self.specs = parse_topic_specs(list(self.p["topics"]))
         except ValueError as exc:
@@ -126,17 +137,25 @@ class RecorderNode(Node):
         self._discover()
         # Wall-clock timers: disk and diagnostics must not slow down with simulated time.
         wall = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(self.p["discover_period_s"], self._discover,
-                          callback_group=self._ctl_group, clock=wall)
-        self.create_timer(self.p["disk_check_period_s"], self._check_disk,
-                          callback_group=self._ctl_group, clock=wall)
-        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics,
-                          callback_group=self._ctl_group, clock=wall)
+        self._period_timers = {
+            "discover_period_s": self.create_timer(self.p["discover_period_s"], self._discover,
+                                                   callback_group=self._ctl_group, clock=wall),
+            "disk_check_period_s": self.create_timer(self.p["disk_check_period_s"], self._check_disk,
+                                                     callback_group=self._ctl_group, clock=wall),
+            "diagnostics_period_s": self.create_timer(self.p["diagnostics_period_s"],
+                                                      self._publish_diagnostics,
+                                                      callback_group=self._ctl_group, clock=wall)}
         if self.p["autostart_task"]:
             ok, message = self.start_episode(self.p["autostart_task"], "")
             if not ok:
                 self.get_logger().error(f"autostart: {message}")
         self.get_logger().info(f"recording {len(self.specs)} topic entries into {self.output_dir}")
+
+    def _on_params(self, changed: dict) -> None:
+        # The other live values are read where they are used (disk checks, scans, episode start).
+        for name, timer in self._period_timers.items():
+            if name in changed:
+                timer.timer_period_ns = int(changed[name] * 1e9)
 
     # --- subscriptions ---
     def _discover(self) -> None:

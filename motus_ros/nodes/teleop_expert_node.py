@@ -7,7 +7,8 @@ joint targets as sensor_msgs/JointState on /master/joint_states at `rate_hz` of 
 /master/joint_states, so the follower arms mirror this leader as on a real Aloha and the recording
 path is the one of real teleoperation. A new episode of the sim (/sim/episode, sent on every
 /sim/reset) restarts the expert; after the script ends it keeps publishing its last targets and
-sends True once on ~/episode_done.
+sends True once on ~/episode_done. Live parameters: rate_hz, episode_steps (from the next
+episode's plan) and diagnostics_period_s; the task and topics are read-only.
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, UInt32
 
-from motus_ros.diagnostics import OK, WARN, DiagnosticsPublisher, status
+from motus_ros.ros.diagnostics import OK, WARN, DiagnosticsPublisher, status
 from motus_ros.layout import CONTROL_RATE_HZ, JOINT_NAMES, TOPICS
-from motus_ros.nodes._run import run_node
+from motus_ros.ros.run import run_node
 from motus_ros.params import Param, declare_parameters
-from motus_ros.qos import LATCHED
+from motus_ros.ros.qos import LATCHED
 from motus_ros.sim.scripted_expert import EPISODE_STEPS, ScriptedExpert
 from motus_ros.sim.world import TASKS
 
@@ -31,12 +32,13 @@ PARAMS = [
     Param("task", "transfer_cube", "task the expert performs (must match the sim's sim_task)",
           choices=tuple(TASKS)),
     Param("rate_hz", CONTROL_RATE_HZ, "leader joint state rate, in simulated time (Hz)",
-          min=1.0, max=500.0),
-    Param("episode_steps", EPISODE_STEPS, "length of the script in 0.02 s control steps",
-          min=1, max=100000),
+          min=1.0, max=500.0, live=True),
+    Param("episode_steps", EPISODE_STEPS, "length of the script in 0.02 s control steps (a change "
+          "applies from the next episode)", min=1, max=100000, live=True),
     Param("object_poses_topic", "/sim/object_poses", "object poses from the simulation"),
     Param("episode_topic", TOPICS["sim_episode"], "episode number from the simulation (restarts the expert)"),
-    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics reports", min=0.05, max=600.0),
+    Param("diagnostics_period_s", 1.0, "seconds between /diagnostics reports", min=0.05, max=600.0,
+          live=True),
 ]
 
 
@@ -45,7 +47,7 @@ class TeleopExpertNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("teleop_expert", **kwargs)
-        self.p = declare_parameters(self, PARAMS)
+        self.p = declare_parameters(self, PARAMS, on_change=self._on_params)
         self.objects = TASKS[self.p["task"]].objects
         self._lock = threading.Lock()
         self.expert: ScriptedExpert | None = None
@@ -62,8 +64,15 @@ class TeleopExpertNode(Node):
         self.create_subscription(UInt32, self.p["episode_topic"], self._on_episode, LATCHED)
         self.create_subscription(PoseArray, self.p["object_poses_topic"], self._on_poses, 10)
         self.diag = DiagnosticsPublisher(self)
-        self.create_timer(1.0 / self.p["rate_hz"], self._tick)
-        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+        self._tick_timer = self.create_timer(1.0 / self.p["rate_hz"], self._tick)
+        self._diag_timer = self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+
+    def _on_params(self, changed: dict) -> None:
+        # episode_steps is read when the next episode is planned.
+        if "rate_hz" in changed:
+            self._tick_timer.timer_period_ns = int(1e9 / changed["rate_hz"])
+        if "diagnostics_period_s" in changed:
+            self._diag_timer.timer_period_ns = int(changed["diagnostics_period_s"] * 1e9)
 
     def _on_episode(self, msg: UInt32) -> None:
         with self._lock:

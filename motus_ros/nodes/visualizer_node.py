@@ -5,6 +5,7 @@ gripper paths of the latest chunk (line strips, from forward kinematics of the r
 motus_ros/viz/kinematics.py), the executed gripper paths of the last `history_s` seconds, and
 spheres at the current gripper positions. On /motus/viz/joint_plot (sensor_msgs/Image) a plot of
 predicted vs executed joints, at `plot_rate_hz` (0 disables it: matplotlib costs CPU).
+Every parameter but `robot` is live (the arm bases rebuild the kinematics at once).
 """
 from __future__ import annotations
 
@@ -21,39 +22,47 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from motus_msgs.msg import ActionChunk
-from motus_ros.image_conversions import numpy_to_image
+from motus_ros import robots
+from motus_ros.ros.images import numpy_to_image
 from motus_ros.layout import TOPICS
-from motus_ros.nodes._observation import chunk_actions, stamp_seconds
-from motus_ros.nodes._run import run_node
+from motus_ros.ros.run import run_node
+from motus_ros.nodes.messages import chunk_actions
 from motus_ros.params import Param, ParameterError, declare_parameters
 from motus_ros.policy.sync import state_vector
+from motus_ros.stamps import to_seconds
 from motus_ros.viz.kinematics import make_kinematics
 
 PLOT_TOPIC = "/motus/viz/joint_plot"
 COLORS = {"left": (0.2, 0.5, 1.0), "right": (1.0, 0.35, 0.2)}
 
 PARAMS = [
-    Param("robot", "sim", "kinematics: sim (MuJoCo scene), agilex_aloha2 (Piper), ac_one (ARX X5)",
-          choices=("sim", "agilex_aloha2", "ac_one")),
-    Param("left_base_xyz", [0.0, 0.3, 0.0], "left arm base position in world (m; real robots only)"),
-    Param("right_base_xyz", [0.0, -0.3, 0.0], "right arm base position in world (m; real robots only)"),
-    Param("frame_id", "world", "frame of the markers"),
-    Param("marker_rate_hz", 10.0, "marker publishing rate (Hz)", min=0.1, max=100.0),
-    Param("plot_rate_hz", 1.0, "joint plot image rate (Hz); 0 disables", min=0.0, max=30.0),
-    Param("history_s", 3.0, "seconds of executed trajectory shown", min=0.1, max=600.0),
-    Param("line_width", 0.005, "marker line width (m)", min=0.0001, max=1.0),
+    Param("robot", "sim", "robot whose arm kinematics draw the paths (motus_ros/robots.py)",
+          choices=robots.with_kinematics()),
+    Param("left_base_xyz", [0.0, 0.3, 0.0], "left arm base position in world (m; real robots only)",
+          live=True),
+    Param("right_base_xyz", [0.0, -0.3, 0.0], "right arm base position in world (m; real robots only)",
+          live=True),
+    Param("frame_id", "world", "frame of the markers", live=True),
+    Param("marker_rate_hz", 10.0, "marker publishing rate (Hz)", min=0.1, max=100.0, live=True),
+    Param("plot_rate_hz", 1.0, "joint plot image rate (Hz); 0 disables", min=0.0, max=30.0, live=True),
+    Param("history_s", 3.0, "seconds of executed trajectory shown", min=0.1, max=600.0, live=True),
+    Param("line_width", 0.005, "marker line width (m)", min=0.0001, max=1.0, live=True),
 ]
+
+
+def check_bases(values: dict) -> None:
+    """ParameterError unless both arm bases are [x, y, z]."""
+    for key in ("left_base_xyz", "right_base_xyz"):
+        if len(values[key]) != 3:
+            raise ParameterError(f"parameter '{key}': got {list(values[key])}, expected [x, y, z]")
 
 
 class VisualizerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("visualizer", **kwargs)
-        self.params = p = declare_parameters(self, PARAMS)
-        for key in ("left_base_xyz", "right_base_xyz"):
-            if len(p[key]) != 3:
-                raise ParameterError(f"parameter '{key}': got {list(p[key])}, expected [x, y, z]")
-        self.kinematics = make_kinematics(
-            p["robot"], {"left": p["left_base_xyz"], "right": p["right_base_xyz"]})
+        self.params = p = declare_parameters(self, PARAMS, on_change=self._on_params,
+                                             check=check_bases)
+        self.kinematics = self._make_kinematics()
         self._lock = threading.Lock()
         self._chunk: tuple[float, float, np.ndarray] | None = None  # stamp, period, (H, 14)
         self._history: deque = deque()  # (stamp s, (14,) positions)
@@ -62,9 +71,29 @@ class VisualizerNode(Node):
         self.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
         self.create_subscription(JointState, TOPICS["joint_states"], self._on_state,
                                  qos_profile_sensor_data)
-        self.create_timer(1.0 / p["marker_rate_hz"], self.publish_markers)
-        if p["plot_rate_hz"] > 0:
-            self.create_timer(1.0 / p["plot_rate_hz"], self.publish_plot)
+        self._marker_timer = self.create_timer(1.0 / p["marker_rate_hz"], self.publish_markers)
+        self._plot_timer = self.create_timer(1.0 / (p["plot_rate_hz"] or 1.0), self.publish_plot)
+        if p["plot_rate_hz"] == 0:
+            self._plot_timer.cancel()
+
+    def _make_kinematics(self):
+        p = self.params
+        return make_kinematics(robots.get(p["robot"]).kinematics,
+                               {"left": p["left_base_xyz"], "right": p["right_base_xyz"]})
+
+    def _on_params(self, changed: dict) -> None:
+        # frame_id, history_s and line_width are read where they are used.
+        if "left_base_xyz" in changed or "right_base_xyz" in changed:
+            self.kinematics = self._make_kinematics()
+        if "marker_rate_hz" in changed:
+            self._marker_timer.timer_period_ns = int(1e9 / changed["marker_rate_hz"])
+        if "plot_rate_hz" in changed:
+            rate = changed["plot_rate_hz"]
+            if rate == 0:
+                self._plot_timer.cancel()
+            else:
+                self._plot_timer.timer_period_ns = int(1e9 / rate)
+                self._plot_timer.reset()
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         try:
@@ -73,14 +102,14 @@ class VisualizerNode(Node):
             self.get_logger().warning(f"chunk {msg.chunk_id} not shown: {exc}")
             return
         with self._lock:
-            self._chunk = (stamp_seconds(msg.header.stamp), msg.control_period, rows)
+            self._chunk = (to_seconds(msg.header.stamp), msg.control_period, rows)
 
     def _on_state(self, msg: JointState) -> None:
         try:
             q = state_vector(msg.name, msg.position)
         except ValueError:
             return
-        t = stamp_seconds(msg.header.stamp)
+        t = to_seconds(msg.header.stamp)
         with self._lock:
             if self._history and t < self._history[-1][0]:
                 self._history.clear()

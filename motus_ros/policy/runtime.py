@@ -29,18 +29,23 @@ from motus_ros.layout import DOF
 from motus_ros.motus.backends import make_backend
 from motus_ros.motus.config import PRESETS, preset as make_preset
 from motus_ros.motus.model import MODES, build_model, check_mode
-from motus_ros.paths import models_dir, resolve
+from motus_ros.paths import resolve
 
 from .transforms import (TILE_HEIGHT, TILE_WIDTH, NormStats, ObservationError, denormalize, from_model_pixels,
                          load_stats, normalize, resize_image, tile_cameras, to_model_pixels, validate_images,
                          validate_vector)
 
-ROBOTS = ("sim", "agilex_aloha2", "ac_one")
+from motus_ros import robots
+
+ROBOTS = robots.with_stats()   # the registry (motus_ros/robots.py) names the robots
 
 
 def stats_path(robot: str) -> Path:
-    """models/stats/<robot>.json."""
-    return models_dir() / "stats" / f"{robot}.json"
+    """models/stats/<robot>.json of a robot in the registry (ValueError naming the robots otherwise)."""
+    path = robots.get(robot).stats
+    if path is None:
+        raise ValueError(f"robot '{robot}' has no statistics; expected one of {', '.join(ROBOTS)} or pass stats=")
+    return path
 
 
 class MotusPolicy:

@@ -11,24 +11,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from motus_ros.layout import JOINT_NAMES
+from motus_ros.layout import JOINT_NAMES, LayoutError, reorder
 
 STATE = "joint_state"
 
 
 def state_vector(names: Sequence[str], positions: Sequence[float],
                  expected: Sequence[str] = JOINT_NAMES) -> np.ndarray:
-    """JointState names/positions -> positions in `expected` order (float64); ValueError if missing."""
-    if len(names) != len(positions):
-        raise ValueError(f"JointState: {len(names)} names but {len(positions)} positions")
-    index = {n: i for i, n in enumerate(names)}
-    missing = [n for n in expected if n not in index]
-    if missing:
-        raise ValueError(f"JointState.name: missing {missing}; got {list(names)}")
-    out = np.array([positions[index[n]] for n in expected], dtype=np.float64)
+    """JointState names/positions -> positions in `expected` order (float64).
+
+    Other joints the robot reports are ignored. Raises LayoutError (a ValueError; reason
+    "wrong_size", "wrong_names" or "non_finite") naming what is missing or not finite.
+    """
+    out = reorder(names, positions, expected, field="JointState.name", allow_extra=True)
     if not np.all(np.isfinite(out)):
         bad = [n for n, v in zip(expected, out) if not np.isfinite(v)]
-        raise ValueError(f"JointState.position: non-finite values for {bad}")
+        raise LayoutError("non_finite", f"JointState.position: non-finite values for {bad}")
     return out
 
 

@@ -2,7 +2,8 @@
 
 - tile_cameras: the three cameras -> one 384x320 (height x width) image: head camera full width on
   top, the two wrist cameras at half size side by side below, each letterboxed (aspect kept, black
-  padding). Layout of the official release / DESIGN.md.
+  padding). Layout of the official release / DESIGN.md. The project's only tiler: dataset
+  conversion reaches it through data/tiling.py, so training frames and policy inputs match.
 - normalize / denormalize: per-dimension min/max to [0, 1] with stored statistics.
 - validate_*: reject wrong shapes, NaN/inf and missing cameras with errors that name the field.
 """

@@ -9,10 +9,11 @@ Per episode: reset the world (the same seed sequence as the sim driver's /sim/re
 --seed, so both evaluations see the same cube placements), then every `replan_s` of simulated time
 render the three cameras, infer a chunk from them and the joint positions, and play it. Chunk row i
 is the joint target for `(i + 1) / CONTROL_RATE_HZ` after the observation (the training windows'
-alignment, motus_ros/training/dataset.py). Chunks go through the chunk executor's own scheduler
-(motus_ros.execution.chunks: the strategy, blending and per-tick step limits of
-config/sim/chunk_executor.yaml, which the graph's executor loads), sampled at every 50 Hz physics
-step with the tick limits scaled to that rate. An episode ends at success (gym-aloha reward at its
+alignment, motus_ros/training/dataset.py). Chunks go through the chunk executor node's own core
+(motus_ros.execution.executor.ChunkExecutor: scheduler, blending, per-tick step limits, policy
+timeout) with the parameters the sim graph gives that node (config/sim/chunk_executor.yaml), ticked
+at every 50 Hz physics step with the step limits scaled to that rate; it is reset at every episode,
+so the old scene's plan is dropped at once. An episode ends at success (gym-aloha reward at its
 maximum) or after `episode_s` of simulated time.
 """
 from __future__ import annotations
@@ -23,10 +24,12 @@ from typing import Protocol
 import numpy as np
 
 from motus_ros import layout
-from motus_ros.execution.chunks import STRATEGIES, Chunk, ChunkScheduler, limit_step
+from motus_ros.layout import SIM_IMAGE_SIZE
+from motus_ros.execution.chunks import STRATEGIES, Chunk
+from motus_ros.execution.executor import ChunkExecutor, ExecutorSettings
 from motus_ros.training.evaluation import EpisodeResult
 
-IMAGE_SIZE = (240, 320)    # the sim backend's default camera size (sim_image_height / sim_image_width)
+IMAGE_SIZE = SIM_IMAGE_SIZE   # what the sim graph's cameras render
 
 
 class ChunkPolicy(Protocol):
@@ -117,44 +120,20 @@ def scene_dependence(first: FirstChunks, task: str) -> dict:
 
 
 def executor_settings(strategy: str = "") -> dict:
-    """The sim graph's chunk-executor parameters (config/sim/chunk_executor.yaml); `strategy`, when
-    given, replaces the file's."""
-    import yaml
+    """The parameters the sim graph gives its chunk executor (its parameter files over the node's
+    defaults); `strategy`, when given, replaces the graph's."""
+    import dataclasses
 
-    from motus_ros.paths import config_dir
+    from motus_ros.graph.spec import load_graph
 
-    params = yaml.safe_load((config_dir() / "sim" / "chunk_executor.yaml").read_text())["chunk_executor"]["ros__parameters"]
+    graph = load_graph("sim")
+    params = {}
+    for field in dataclasses.fields(ExecutorSettings):
+        value = graph.parameter("chunk_executor", field.name)
+        params[field.name] = field.default if value is None else value
     if strategy:
         params["strategy"] = strategy
     return params
-
-
-class ExecutedChunks:
-    """Chunks -> joint commands as the chunk executor makes them, on simulated time: its scheduler
-    (strategy and blending) and its per-tick step limit, scaled from its rate to `step_s`."""
-
-    def __init__(self, settings: dict, step_s: float):
-        self.scheduler = ChunkScheduler(settings["strategy"], settings["ensemble_decay"],
-                                        settings["rtc_freeze_margin_steps"], settings["rtc_blend_steps"],
-                                        settings["lookahead"])
-        per_tick = np.full(layout.DOF, float(settings["max_joint_step"]))
-        per_tick[list(layout.GRIPPER_INDICES)] = float(settings["max_gripper_step"])
-        self.max_step = per_tick * step_s * float(settings["control_rate_hz"])     # same speed limit
-        self.command: np.ndarray | None = None
-
-    def reset(self, position: np.ndarray) -> None:
-        self.scheduler.reset()
-        self.command = np.asarray(position, dtype=np.float64).copy()
-
-    def add(self, actions: np.ndarray, observed_at: float) -> None:
-        chunk = Chunk(observed_at, 1.0 / layout.CONTROL_RATE_HZ, np.asarray(actions, dtype=np.float64))
-        self.scheduler.add(chunk, now=observed_at)
-
-    def step(self, t: float) -> np.ndarray:
-        """The command for time t: the plan's target, at most one step-limit away from the last."""
-        target = self.scheduler.target(t)
-        self.command = limit_step(self.command, target if target is not None else self.command, self.max_step)
-        return self.command
 
 
 def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instruction: str,
@@ -171,7 +150,8 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
     dt = simworld.CONTROL_DT
     steps = int(round(episode_s / dt))
     replan_steps = max(1, int(round(replan_s / dt)))
-    executor = ExecutedChunks(executor_settings(strategy), dt)
+    # The graph's executor core with the graph's parameters, ticked at every physics step.
+    executor = ChunkExecutor(ExecutorSettings.from_params(executor_settings(strategy)), tick_s=dt)
     world = simworld.SimWorld(task, image_size, seed=seed, render_quality="fast")
     results, latencies = [], []
     try:
@@ -181,7 +161,8 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
             poses = world.reset()
             if hasattr(policy, "begin_episode"):
                 policy.begin_episode(poses)
-            executor.reset(world.qpos())
+            executor.reset()
+            command = world.qpos()          # held until the first chunk's plan gives a command
             rewards, chunks = [], 0
             for k in range(steps):
                 if k % replan_steps == 0:
@@ -190,10 +171,15 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
                                         "time_s": k * dt})
                     if out.get("actions") is None:
                         raise ValueError(f"policy returned no actions (mode {out.get('mode')!r}); expected mode vla or joint")
-                    executor.add(out["actions"], observed_at=k * dt)
+                    chunk = Chunk(k * dt, 1.0 / layout.CONTROL_RATE_HZ, np.asarray(out["actions"], dtype=np.float64),
+                                  chunks)
+                    executor.add(chunk, now=k * dt)   # zero latency: the sim waited for the chunk
                     chunks += 1
                     latencies.append(float(out.get("timing", {}).get("total_s", 0.0)))
-                rewards.append(float(world.step(executor.step((k + 1) * dt))))
+                planned = executor.tick((k + 1) * dt, measured=world.qpos())
+                if planned is not None:
+                    command = planned
+                rewards.append(float(world.step(command)))
                 if world.success:
                     break
             result = EpisodeResult(index=index, seed=world.seed, success=bool(world.success),
@@ -209,5 +195,5 @@ def run_episodes(policy: ChunkPolicy, task: str, episodes: int, seed: int, instr
     return results, latencies
 
 
-__all__ = ["ChunkPolicy", "ExecutedChunks", "FirstChunks", "IMAGE_SIZE", "ScriptedChunkPolicy", "executor_settings",
+__all__ = ["ChunkPolicy", "FirstChunks", "IMAGE_SIZE", "ScriptedChunkPolicy", "executor_settings",
            "run_episodes", "scene_dependence"]

@@ -21,11 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from motus_ros import layout
+from motus_ros.layout import SIM_IMAGE_SIZE, SIM_INSTRUCTION
 from motus_ros.data import convert as cv
 
 SEED_BASE = 1_000_000        # episode seeds SEED_BASE + seed * 10_000 + i: apart from evaluation sequences
-IMAGE_SIZE = (240, 320)      # hardware.sim_backend defaults sim_image_height / sim_image_width
-INSTRUCTION = "pick up the cube with the right arm and hand it to the left arm"   # commands/demo.py
 
 
 def record_episode(world, seed: int, task: str, instruction: str, steps: int | None = None):
@@ -92,13 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="transfer_cube", choices=tuple(simworld.TASKS))
-    p.add_argument("--instruction", default=INSTRUCTION)
+    p.add_argument("--instruction", default=SIM_INSTRUCTION)
     p.add_argument("--merge", action="store_true", help="add to the converted folder already in --out")
     p.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
     a = p.parse_args(argv)
     root = a.out
     existing = _load_existing(root) if a.merge and (root / "dataset.json").is_file() else []
-    world = simworld.SimWorld(a.task, IMAGE_SIZE, seed=0, render_quality="fast")
+    world = simworld.SimWorld(a.task, SIM_IMAGE_SIZE, seed=0, render_quality="fast")
     new, failed = [], 0
     try:
         for i in tqdm(range(a.episodes), desc="sim episodes", file=sys.stderr):

@@ -363,168 +363,239 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
 
 def train(cfg: TrainConfig, log=print) -> dict:
     """Run (or resume) a training; returns the summary written to training.json."""
-    from accelerate import Accelerator
-    from tqdm import tqdm
-
-    from motus_ros.motus.config import preset as make_preset
-    from motus_ros.motus.checkpoint import load_checkpoint
-    from motus_ros.motus.model import build_model
-
     check_config(cfg)
-    started = time.perf_counter()
-    out = Path(cfg.out)
-    accelerator = Accelerator(cpu=cfg.device == "cpu", mixed_precision=mixed_precision(cfg.precision, cfg.device))
-    device = accelerator.device
-    resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
-    state = load_training_state(resume_dir) if resume_dir else None
-    if resume_dir and cfg.init:
-        raise ValueError("--init and --resume: give one; --resume already restores the weights")
-    if resume_dir:
-        model, _ = load_checkpoint(resume_dir, device="cpu")
-    elif cfg.init:
-        model = init_model(cfg.init, make_preset(cfg.preset), cfg.overrides, cfg.seed)
-    else:
-        mcfg = make_preset(cfg.preset)
-        if cfg.overrides:
-            mcfg = mcfg.with_overrides({**cfg.overrides, "name": f"{cfg.preset}-custom"})
-        model = build_model(mcfg, device="cpu", seed=cfg.seed)
-    model.to(device)
-    mcfg = model.config
+    run = _TrainingRun(cfg, log)
+    run.load_model()
+    run.load_data()
+    run.make_optimizer()
+    run.restore()
+    run.loop()
+    return run.finish()
 
-    data = ds.load_dataset(cfg.data)
-    ds.check_rates(data, mcfg)
-    train_eps, val_eps = data.split("train"), data.split("val")
-    if not train_eps:
-        raise ds.DatasetError(f"{cfg.data}: no episode in the 'train' split")
-    train_wins, val_wins = ds.windows(data, train_eps), ds.windows(data, val_eps)
-    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.data) / ".latent_cache"
-    t0 = time.perf_counter()
-    with accelerator.main_process_first():
-        cache = build_or_open(model, data, train_wins + val_wins, cache_root, cfg.encode_batch,
-                              cfg.progress and accelerator.is_main_process)
-    encode_s = time.perf_counter() - t0
-    log(f"[train] latent cache {cache.folder} ({'encoded' if cache.built else 'reused'}, {encode_s:.1f} s): "
-        f"{len(train_wins)} train / {len(val_wins)} val windows from {len(train_eps)} / {len(val_eps)} episodes")
-    train_table = WindowTable(data, cache, train_wins, mcfg)
-    val_table = WindowTable(data, cache, val_wins, mcfg) if val_wins else None
 
-    objective = FlowObjective(model, cfg.state_noise, cfg.state_dropout)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
-    per_epoch = len(epoch_batches(len(train_table), cfg.batch_size, cfg.seed, 0, accelerator.process_index,
-                                  accelerator.num_processes))
-    total = cfg.epochs * per_epoch      # the schedule follows the epochs; max_steps / max_minutes only stop early
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(min(cfg.warmup_steps, total // 10 or 1),
-                                                                       total, cfg.min_lr_ratio))
-    objective, optimizer, scheduler = accelerator.prepare(objective, optimizer, scheduler)
-    inner = accelerator.unwrap_model(objective).model
-    flow_gen = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
+class _TrainingRun:
+    """The steps of `train`, in order; the state they share lives on the instance. Order matters:
+    the seeded model build, data order and noise generators must be created as in every run."""
 
-    history = {"steps": [], "epochs": []}
-    step, epoch, done_in_epoch, train_s = 0, 0, 0, 0.0
-    if state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, done_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
-        history = json.loads(state["history"])
-        train_s = float(state.get("train_s", 0.0))
-        flow_gen.set_state(state["flow_generator"])
+    def __init__(self, cfg: TrainConfig, log):
+        from accelerate import Accelerator
+
+        self.cfg, self.log = cfg, log
+        self.started = time.perf_counter()
+        self.out = Path(cfg.out)
+        self.accelerator = Accelerator(cpu=cfg.device == "cpu",
+                                       mixed_precision=mixed_precision(cfg.precision, cfg.device))
+        self.device = self.accelerator.device
+        self.resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
+        self.state = load_training_state(self.resume_dir) if self.resume_dir else None
+        if self.resume_dir and cfg.init:
+            raise ValueError("--init and --resume: give one; --resume already restores the weights")
+        self.history: dict = {"steps": [], "epochs": []}
+        self.step, self.epoch, self.done_in_epoch, self.train_s = 0, 0, 0, 0.0
+        self.stop_reason = ""
+
+    # Set-up -------------------------------------------------------------------------------------
+    def load_model(self) -> None:
+        """The weights to train: a resumed checkpoint, --init weights, or the (overridden) preset's."""
+        from motus_ros.motus.checkpoint import load_checkpoint
+        from motus_ros.motus.config import preset as make_preset
+        from motus_ros.motus.model import build_model
+
+        cfg = self.cfg
+        if self.resume_dir:
+            model, _ = load_checkpoint(self.resume_dir, device="cpu")
+        elif cfg.init:
+            model = init_model(cfg.init, make_preset(cfg.preset), cfg.overrides, cfg.seed)
+        else:
+            mcfg = make_preset(cfg.preset)
+            if cfg.overrides:
+                mcfg = mcfg.with_overrides({**cfg.overrides, "name": f"{cfg.preset}-custom"})
+            model = build_model(mcfg, device="cpu", seed=cfg.seed)
+        self.model = model.to(self.device)
+        self.mcfg = model.config
+
+    def load_data(self) -> None:
+        """Dataset, train/val windows and the latent cache (encoded once, by the main process)."""
+        cfg = self.cfg
+        data = ds.load_dataset(cfg.data)
+        ds.check_rates(data, self.mcfg)
+        self.train_eps, self.val_eps = data.split("train"), data.split("val")
+        if not self.train_eps:
+            raise ds.DatasetError(f"{cfg.data}: no episode in the 'train' split")
+        self.train_wins, self.val_wins = ds.windows(data, self.train_eps), ds.windows(data, self.val_eps)
+        cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.data) / ".latent_cache"
+        t0 = time.perf_counter()
+        with self.accelerator.main_process_first():
+            self.cache = build_or_open(self.model, data, self.train_wins + self.val_wins, cache_root, cfg.encode_batch,
+                                       cfg.progress and self.accelerator.is_main_process)
+        self.encode_s = time.perf_counter() - t0
+        self.log(f"[train] latent cache {self.cache.folder} ({'encoded' if self.cache.built else 'reused'}, "
+                 f"{self.encode_s:.1f} s): {len(self.train_wins)} train / {len(self.val_wins)} val windows from "
+                 f"{len(self.train_eps)} / {len(self.val_eps)} episodes")
+        self.data = data
+        self.train_table = WindowTable(data, self.cache, self.train_wins, self.mcfg)
+        self.val_table = WindowTable(data, self.cache, self.val_wins, self.mcfg) if self.val_wins else None
+
+    def make_optimizer(self) -> None:
+        """AdamW with warm-up and cosine decay over the planned epochs, prepared by accelerate."""
+        cfg, acc = self.cfg, self.accelerator
+        objective = FlowObjective(self.model, cfg.state_noise, cfg.state_dropout)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+        per_epoch = len(epoch_batches(len(self.train_table), cfg.batch_size, cfg.seed, 0, acc.process_index,
+                                      acc.num_processes))
+        total = cfg.epochs * per_epoch      # the schedule follows the epochs; max_steps / max_minutes only stop early
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(min(cfg.warmup_steps, total // 10 or 1),
+                                                                           total, cfg.min_lr_ratio))
+        self.objective, self.optimizer, self.scheduler = acc.prepare(objective, optimizer, scheduler)
+        self.inner = acc.unwrap_model(self.objective).model
+        self.flow_gen = torch.Generator().manual_seed(cfg.seed + acc.process_index)
+
+    def restore(self) -> None:
+        """Continue where a --resume checkpoint stopped: optimizer, schedule, position, RNG states."""
+        state = self.state
+        if not state:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.done_in_epoch = int(state["step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        self.history = json.loads(state["history"])
+        self.train_s = float(state.get("train_s", 0.0))
+        self.flow_gen.set_state(state["flow_generator"])
         set_rng_state(state["rng"])
-        log(f"[train] resumed from {resume_dir}: step {step}, epoch {epoch}, batch {done_in_epoch}")
-    val_steps = cfg.val_steps or mcfg.num_inference_steps
-    stats_path = data.stats_path
+        self.log(f"[train] resumed from {self.resume_dir}: step {self.step}, epoch {self.epoch}, "
+                 f"batch {self.done_in_epoch}")
 
-    def checkpoint(folder: Path) -> None:
-        if accelerator.is_main_process:
-            save_training_checkpoint(folder, inner, stats_path, {
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                "epoch": epoch, "batch_in_epoch": done_in_epoch, "rng": rng_state(),
-                "flow_generator": flow_gen.get_state(), "history": json.dumps(history), "train_s": train_s,
-                "config": json.dumps(asdict(cfg))})
-        accelerator.wait_for_everyone()
+    # The loop -----------------------------------------------------------------------------------
+    def checkpoint(self, folder: Path) -> None:
+        if self.accelerator.is_main_process:
+            save_training_checkpoint(folder, self.inner, self.data.stats_path, {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.done_in_epoch, "rng": rng_state(),
+                "flow_generator": self.flow_gen.get_state(), "history": json.dumps(self.history),
+                "train_s": self.train_s, "config": json.dumps(asdict(self.cfg))})
+        self.accelerator.wait_for_everyone()
 
-    def run_validation() -> dict:
+    def run_validation(self) -> dict:
         t = time.perf_counter()
-        res = validate(inner, val_table, cfg.batch_size, cfg.seed, device, cfg.val_windows, val_steps)
-        res.update({"epoch": epoch, "step": step, "validation_s": round(time.perf_counter() - t, 2)})
+        res = validate(self.inner, self.val_table, self.cfg.batch_size, self.cfg.seed, self.device,
+                       self.cfg.val_windows, self.cfg.val_steps or self.mcfg.num_inference_steps)
+        res.update({"epoch": self.epoch, "step": self.step, "validation_s": round(time.perf_counter() - t, 2)})
         return res
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not state:
-        history["epochs"].append(run_validation())   # epoch 0: before any update
-        log(f"[train] before training: {_fmt(history['epochs'][-1])}")
-    deadline = started + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
-    stop_reason = ""
-    objective.train()
-    while True:
-        if cfg.max_steps > 0 and step >= cfg.max_steps:
-            stop_reason = "max_steps"
-        elif epoch >= cfg.epochs:
-            stop_reason = "epochs"
-        elif deadline and time.perf_counter() > deadline:
-            stop_reason = "max_minutes"
-        if stop_reason:
-            break
-        batches = epoch_batches(len(train_table), cfg.batch_size, cfg.seed, epoch, accelerator.process_index,
-                                accelerator.num_processes)
-        bar = tqdm(total=len(batches), initial=done_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not (cfg.progress and accelerator.is_main_process), file=sys.stderr)
+    def _limit_reached(self) -> bool:
+        """max_steps or max_minutes reached (epochs are counted by the loop)."""
+        cfg = self.cfg
+        return (cfg.max_steps > 0 and self.step >= cfg.max_steps) or bool(
+            self.deadline and time.perf_counter() > self.deadline)
+
+    def _why_stop(self) -> str:
+        cfg = self.cfg
+        if cfg.max_steps > 0 and self.step >= cfg.max_steps:
+            return "max_steps"
+        if self.epoch >= cfg.epochs:
+            return "epochs"
+        if self.deadline and time.perf_counter() > self.deadline:
+            return "max_minutes"
+        return ""
+
+    def loop(self) -> None:
+        """Epochs of optimizer steps, each followed by validation and a checkpoint, until a limit."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.state:
+            self.history["epochs"].append(self.run_validation())   # epoch 0: before any update
+            self.log(f"[train] before training: {_fmt(self.history['epochs'][-1])}")
+        self.deadline = self.started + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+        self.objective.train()
+        while not (reason := self._why_stop()):
+            epoch_losses = self.train_epoch()
+            res = self.run_validation()
+            res["train_loss"] = float(np.mean(epoch_losses)) if epoch_losses else None
+            self.history["epochs"].append(res)
+            self.log(f"[train] epoch {self.epoch} step {self.step}: {_fmt(res)}")
+            self.checkpoint(self.out / LAST)
+        self.stop_reason = reason
+
+    def train_epoch(self) -> list[float]:
+        """The rest of the current epoch (or up to a limit); returns its step losses."""
+        from tqdm import tqdm
+
+        cfg, acc = self.cfg, self.accelerator
+        batches = epoch_batches(len(self.train_table), cfg.batch_size, cfg.seed, self.epoch, acc.process_index,
+                                acc.num_processes)
+        bar = tqdm(total=len(batches), initial=self.done_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   unit="batch", disable=not (cfg.progress and acc.is_main_process), file=sys.stderr)
         epoch_losses = []
-        for items in batches[done_in_epoch:]:
-            t = time.perf_counter()
-            batch = train_table.batch(items, device)
-            loss = objective(batch, flow_gen)
-            accelerator.backward(loss.total)
-            if cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            done_in_epoch += 1
-            train_s += time.perf_counter() - t
-            rec = {"step": step, "epoch": epoch + 1, "loss": float(loss.total.detach()),
-                   "video": float(loss.video.detach()), "action": float(loss.action.detach()),
-                   "lr": float(scheduler.get_last_lr()[0])}
-            history["steps"].append(rec)
+        for items in batches[self.done_in_epoch:]:
+            rec = self.train_step(items)
             epoch_losses.append(rec["loss"])
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.4f}", act=f"{rec['action']:.4f}")
-            if cfg.save_every and step % cfg.save_every == 0 and done_in_epoch < len(batches):
-                checkpoint(out / LAST)
-            if (cfg.max_steps > 0 and step >= cfg.max_steps) or (deadline and time.perf_counter() > deadline):
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.done_in_epoch < len(batches):
+                self.checkpoint(self.out / LAST)
+            if self._limit_reached():
                 break
         bar.close()
-        if done_in_epoch >= len(batches):
-            epoch += 1
-            done_in_epoch = 0
-        res = run_validation()
-        res["train_loss"] = float(np.mean(epoch_losses)) if epoch_losses else None
-        history["epochs"].append(res)
-        log(f"[train] epoch {epoch} step {step}: {_fmt(res)}")
-        checkpoint(out / LAST)
+        if self.done_in_epoch >= len(batches):
+            self.epoch += 1
+            self.done_in_epoch = 0
+        return epoch_losses
 
-    summary = {}
-    if accelerator.is_main_process:
-        save_checkpoint(inner, out)
-        shutil.copyfile(stats_path, out / "stats.json")
-        (out / "metrics.json").write_text(json.dumps(history, indent=1))
-        plot_losses(history, out / "loss.png")
+    def train_step(self, items) -> dict:
+        """One optimizer step on the windows `items`; returns (and records) its losses."""
+        t = time.perf_counter()
+        batch = self.train_table.batch(items, self.device)
+        loss = self.objective(batch, self.flow_gen)
+        self.accelerator.backward(loss.total)
+        if self.cfg.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.done_in_epoch += 1
+        self.train_s += time.perf_counter() - t
+        rec = {"step": self.step, "epoch": self.epoch + 1, "loss": float(loss.total.detach()),
+               "video": float(loss.video.detach()), "action": float(loss.action.detach()),
+               "lr": float(self.scheduler.get_last_lr()[0])}
+        self.history["steps"].append(rec)
+        return rec
+
+    # Results ------------------------------------------------------------------------------------
+    def finish(self) -> dict:
+        """Final weights, stats, metrics, plot and training.json (main process); the summary."""
+        summary = {}
+        if self.accelerator.is_main_process:
+            save_checkpoint(self.inner, self.out)
+            shutil.copyfile(self.data.stats_path, self.out / "stats.json")
+            (self.out / "metrics.json").write_text(json.dumps(self.history, indent=1))
+            plot_losses(self.history, self.out / "loss.png")
+            summary = self.summary()
+            (self.out / "training.json").write_text(json.dumps(summary, indent=2))
+            self.log(f"[train] done: {self.step} steps in {self.train_s:.0f} s of training ({self.stop_reason}); "
+                     f"weights in {self.out}")
+        self.accelerator.wait_for_everyone()
+        summary["history"] = self.history
+        return summary
+
+    def summary(self) -> dict:
+        cfg, history, data = self.cfg, self.history, self.data
         last = history["epochs"][-1] if history["epochs"] else {}
         first = history["epochs"][0] if history["epochs"] else {}
-        summary = {
-            "preset": cfg.preset, "model": mcfg.name,
-            "parameters": {k: v for k, v in inner.parameter_counts().items()},
-            "trainable_parameters": int(sum(p.numel() for p in params)),
-            "hardware": hardware(accelerator),
+        return {
+            "preset": cfg.preset, "model": self.mcfg.name,
+            "parameters": {k: v for k, v in self.inner.parameter_counts().items()},
+            "trainable_parameters": int(sum(p.numel() for p in self.params)),
+            "hardware": hardware(self.accelerator),
             "data": {"root": str(Path(cfg.data).resolve()), "episodes": len(data.episodes),
-                     "train_episodes": len(train_eps), "val_episodes": len(val_eps),
-                     "train_windows": len(train_wins), "val_windows": len(val_wins), "tasks": data.tasks},
-            "steps": step, "epochs_completed": epoch, "stop_reason": stop_reason,
+                     "train_episodes": len(self.train_eps), "val_episodes": len(self.val_eps),
+                     "train_windows": len(self.train_wins), "val_windows": len(self.val_wins), "tasks": data.tasks},
+            "steps": self.step, "epochs_completed": self.epoch, "stop_reason": self.stop_reason,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "initialized_from": cfg.init or None,
-            "latent_cache": {"folder": str(cache.folder), "encoded_this_run": cache.built,
-                             "encode_s": round(encode_s, 1)},
-            "train_time_s": round(train_s, 1), "wall_time_s": round(time.perf_counter() - started, 1),
+            "latent_cache": {"folder": str(self.cache.folder), "encoded_this_run": self.cache.built,
+                             "encode_s": round(self.encode_s, 1)},
+            "train_time_s": round(self.train_s, 1), "wall_time_s": round(time.perf_counter() - self.started, 1),
             "initial": {k: v for k, v in first.items() if k.startswith("val_")},
             "final": {k: v for k, v in last.items() if k.startswith("val_") or k == "train_loss"},
             "final_train_loss_last_50_steps": (float(np.mean([h["loss"] for h in history["steps"][-50:]]))
@@ -532,11 +603,6 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "instruction": data.tasks[0] if data.tasks else "",
             "config": asdict(cfg),
         }
-        (out / "training.json").write_text(json.dumps(summary, indent=2))
-        log(f"[train] done: {step} steps in {train_s:.0f} s of training ({stop_reason}); weights in {out}")
-    accelerator.wait_for_everyone()
-    summary["history"] = history
-    return summary
 
 
 def _fmt(res: dict) -> str:

@@ -5,7 +5,7 @@ so they can never drift from what `motus-ros bringup` starts.
 """
 from __future__ import annotations
 
-from motus_ros.graph import DEFAULT_ENVIRONMENT, load_graph
+from motus_ros.graph.spec import DEFAULT_ENVIRONMENT, load_graph
 
 
 def generate_launch_description_for(profile: str):
@@ -15,18 +15,28 @@ def generate_launch_description_for(profile: str):
     from launch.substitutions import EnvironmentVariable
     from launch_ros.actions import Node
 
+    from motus_ros.graph.spec import _yaml_value
+
     graph = load_graph(profile)
     actions = []
     for name, value in {**DEFAULT_ENVIRONMENT, **graph.environment}.items():
         # Keep a value the user already exported (same precedence as bringup).
         actions.append(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=value)))
     for spec in graph.nodes:
+        # launch_ros writes dict parameters for every node of a process; values meant for one node
+        # of a several-node process go on the command line as `-p node:name:=value` instead, before
+        # the parameter files (launch_ros puts ros_arguments first), as bringup orders them.
+        targeted = [kv for kv in spec.robot_parameters if ":" in kv[0]]
+        shared = [kv for kv in spec.robot_parameters if ":" not in kv[0]]
         kwargs = dict(
             package="motus_ros",
             executable=spec.executable,
             name=spec.name,
             namespace=spec.namespace,
-            parameters=[*(str(p) for p in spec.parameters), {"use_sim_time": spec.use_sim_time}],
+            # Same order as bringup's command line: robot defaults, the files, then use_sim_time.
+            ros_arguments=[arg for key, value in targeted for arg in ("-p", f"{key}:={_yaml_value(value)}")],
+            parameters=[*([dict(shared)] if shared else []),
+                        *(str(p) for p in spec.parameters), {"use_sim_time": spec.use_sim_time}],
             remappings=list(spec.remappings),
             arguments=list(spec.arguments),
             output="screen",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from pathlib import Path
 from typing import Callable
 
 import rclpy
@@ -48,32 +49,43 @@ def watch_sim_clock(node: "rclpy.node.Node", period_s: float = SIM_CLOCK_CHECK_S
     return watch
 
 
-def run_node(factory: Callable[[], "rclpy.node.Node"], args: list[str] | None = None,
+def run_node(factory: Callable[[], "rclpy.node.Node | list[rclpy.node.Node]"], args: list[str] | None = None,
              threads: int = 2) -> int:
-    """Create the node and spin it until shutdown; returns the process exit status.
+    """Create the node (or the nodes of one process) and spin until shutdown; returns the exit status.
 
     A ParameterError at construction prints one line and exits 2; SIGTERM and Ctrl-C are normal
-    exits (status 0) so `motus-ros bringup` can stop a graph cleanly.
+    exits (status 0) so `motus-ros bringup` can stop a graph cleanly. Several nodes are closed in
+    reverse order of creation.
     """
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # noqa: PLC0415
+
     rclpy.init(args=args)
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = executor = None
+    nodes: list = []
+    executor = None
     try:
-        node = factory()
-        watch_sim_clock(node)
+        made = factory()
+        nodes = list(made) if isinstance(made, (list, tuple)) else [made]
+        for node in nodes:
+            watch_sim_clock(node)
         executor = MultiThreadedExecutor(num_threads=threads)
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         executor.spin()
     except ParameterError as exc:
-        print(f"{getattr(node, 'get_name', lambda: 'node')()}: {exc}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        if rclpy.ok():
+            raise
+        # SIGTERM shut the context down while the executor was building its wait set: normal exit
     finally:
         if executor is not None:
-            # Let callbacks still running in worker threads finish before the node goes away.
+            # Let callbacks still running in worker threads finish before the nodes go away.
             executor.shutdown(timeout_sec=5.0)
-        if node is not None:
+        for node in reversed(nodes):
             close = getattr(node, "close", None)
             if callable(close):
                 close()

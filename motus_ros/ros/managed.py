@@ -12,9 +12,13 @@ methods and raise on failure; this class maps them onto the transitions:
 An exception in configure() or activate() is logged and the transition FAILS (the node stays where
 it was), so a missing camera is a refused transition with a reason, not a dead process. With the
 `autostart` parameter true (the default) the node configures and activates itself at start-up,
-as the project's nodes always did; with false it waits for a transition request.
+as the project's nodes always did, and a failure there is raised from start(): a node started
+with a bad checkpoint exits with the reason (a ParameterError: exit status 2). With false it
+waits for a transition request.
 """
 from __future__ import annotations
+
+import threading
 
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 
@@ -28,6 +32,10 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 class ManagedNode(LifecycleNode):
     """Lifecycle node whose transitions call configure/activate/deactivate/cleanup."""
+
+    def __init__(self, node_name: str, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._release_lock = threading.Lock()   # close() and a shutdown transition may race
 
     def configure(self) -> None:
         """Load what the node owns (override)."""
@@ -47,10 +55,13 @@ class ManagedNode(LifecycleNode):
         """'unconfigured' | 'inactive' | 'active' | 'finalized' (or a transition state's label)."""
         return self._state_machine.current_state[1]
 
+    transition_error: Exception | None = None    # why the last transition failed
+
     def _transition(self, what: str, method) -> TransitionCallbackReturn:
         try:
             method()
         except Exception as exc:  # noqa: BLE001 - a refused transition says why and keeps the node alive
+            self.transition_error = exc
             self.get_logger().error(f"{what} failed: {exc}")
             if what in ("configure", "activate"):
                 self._undo_failed(what)
@@ -67,46 +78,66 @@ class ManagedNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self.get_logger().error(f"undoing the failed {what} failed too: {exc}")
 
+    # What the node holds, tracked apart from the state machine: after the context is shut down
+    # (SIGTERM) a transition cannot publish its event and fails before its callback runs, so
+    # close() must still be able to release the device or model directly.
+    _configured = False
+    _activated = False
+
     def on_configure(self, state) -> TransitionCallbackReturn:
-        return self._transition("configure", self.configure)
+        result = self._transition("configure", self.configure)
+        self._configured = result == SUCCESS
+        return result
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         result = self._transition("activate", self.activate)
         if result == SUCCESS:
+            self._activated = True
             super().on_activate(state)   # enables lifecycle publishers, if any
         return result
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         super().on_deactivate(state)
+        self._activated = False
         return self._transition("deactivate", self.deactivate)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._configured = False
         return self._transition("cleanup", self.cleanup)
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._release_from(state.label)
+        self._release()
         return SUCCESS
 
     def on_error(self, state) -> TransitionCallbackReturn:
-        self._release_from(state.label)
+        self._release()
         return SUCCESS
 
-    def _release_from(self, label: str) -> None:
-        if label == "active":
-            self._transition("deactivate", self.deactivate)
-            label = "inactive"
-        if label == "inactive":
-            self._transition("cleanup", self.cleanup)
+    def _release(self) -> None:
+        """Deactivate and clean up whatever is still held; a no-op the second time."""
+        with self._release_lock:
+            if self._activated:
+                self._activated = False
+                self._transition("deactivate", self.deactivate)
+            if self._configured:
+                self._configured = False
+                self._transition("cleanup", self.cleanup)
 
     def start(self, autostart: bool) -> None:
-        """Configure and activate now when autostart is true (call at the end of __init__)."""
-        if autostart and self.trigger_configure() == SUCCESS:
-            self.trigger_activate()
+        """Configure and activate now when autostart is true (call at the end of __init__); the
+        error of a failed transition is raised."""
+        if not autostart:
+            return
+        self.transition_error = None
+        if self.trigger_configure() != SUCCESS or self.trigger_activate() != SUCCESS:
+            raise self.transition_error or RuntimeError(f"{self.get_name()}: start-up transition failed")
 
     def close(self) -> None:
-        """Shut down from whatever primary state the node is in (deactivate, then clean up).
+        """Deactivate and clean up whatever the node holds; safe to call twice.
 
-        Called by run_node at exit; safe to call twice (a finalized node has nothing left).
+        Called by run_node at exit. While ROS runs this is the shutdown transition; after the
+        context is gone (SIGTERM) the resources are released directly.
         """
-        if self.lifecycle_state in ("unconfigured", "inactive", "active"):
+        if self.context.ok() and self.lifecycle_state in ("unconfigured", "inactive", "active"):
             self.trigger_shutdown()
+        self._release()

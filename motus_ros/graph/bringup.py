@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TextIO
 
-from motus_ros.graph import GraphError, GraphSpec, NodeSpec
+from motus_ros.graph.spec import GraphError, GraphSpec, NodeSpec
 
 
 @dataclass

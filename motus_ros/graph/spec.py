@@ -7,17 +7,21 @@ turns the very same description into launch_ros Node actions, so both paths agre
 Format:
     profile: sim
     description: one line
+    robot: sim                    # optional: the robot (motus_ros/robots.py) this graph runs; every
+                                  # node first gets the parameters the robot implies, then its files
     use_sim_time: true            # default for every node (a node may override)
     environment: {MUJOCO_GL: osmesa}
     nodes:
       - name: arm_driver          # ROS node name (also the key in its parameters file)
         executable: arm_driver_node
-        parameters: [config/sim/arm_driver.yaml]   # relative to the package share folder
+        parameters: [config/sim/arm_driver.yaml]   # relative to the package share folder; last wins
         remappings: {/from: /to}
         namespace: ""
         use_sim_time: false       # optional override
         required: true            # if it dies, bringup stops the graph (default true)
         arguments: []             # extra command-line arguments before --ros-args
+        nodes: [sim, arm_driver]  # optional: the ROS nodes this one process runs (they name
+                                  # themselves; default: just `name`)
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from motus_ros import paths
+from motus_ros import paths, robots
 
 
 class GraphError(ValueError):
@@ -54,12 +58,26 @@ class NodeSpec:
     use_sim_time: bool = False
     required: bool = True
     arguments: tuple[str, ...] = ()
+    # Values the graph's robot implies (robots.RobotProfile.node_parameters), given before the
+    # parameter files: ROS applies parameters in command-line order, so a file may override them.
+    robot_parameters: tuple[tuple[str, Any], ...] = ()
+    # A process running several ROS nodes (the sim: world and arm driver share the physics) lists
+    # them here; empty: the process is the one node `name`.
+    nodes: tuple[str, ...] = ()
+
+    @property
+    def ros_nodes(self) -> tuple[str, ...]:
+        """The ROS node names this process runs."""
+        return self.nodes or (self.name,)
 
     def ros_arguments(self) -> list[str]:
         """The `--ros-args ...` part of this node's command line."""
         args = ["--ros-args", "-r", f"__node:={self.name}"]
         if self.namespace:
             args += ["-r", f"__ns:={self.namespace}"]
+        # In a process of several nodes each value is meant for one of them: `-p node:name:=value`.
+        for name, value in self.robot_parameters:
+            args += ["-p", f"{name}:={_yaml_value(value)}"]
         for path in self.parameters:
             args += ["--params-file", str(path)]
         args += ["-p", f"use_sim_time:={'true' if self.use_sim_time else 'false'}"]
@@ -71,6 +89,12 @@ class NodeSpec:
         return [self.executable, *self.arguments, *self.ros_arguments()]
 
 
+def _yaml_value(value: Any) -> str:
+    """A `-p name:=value` value as ROS parses it (YAML flow style: lists stay one argument)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip()
+    return text.removesuffix("...").strip()
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     profile: str
@@ -78,10 +102,15 @@ class GraphSpec:
     source: Path
     nodes: tuple[NodeSpec, ...]
     environment: dict[str, str] = field(default_factory=dict)
+    robot: str | None = None          # the robot profile this graph runs (motus_ros/robots.py)
 
     def node(self, name: str) -> NodeSpec:
+        """The process entry called `name`, or the one that runs the ROS node `name`."""
         for spec in self.nodes:
             if spec.name == name:
+                return spec
+        for spec in self.nodes:
+            if name in spec.nodes:
                 return spec
         raise KeyError(name)
 
@@ -89,8 +118,9 @@ class GraphSpec:
         """The value node `node` gets for parameter `name` from its parameter files, as ROS applies
         them: file by file, the last one that sets it wins; within a file the node's own entry wins
         over `/**`. `default` when no file sets it (the node's declared default then applies)."""
-        value = default
-        for path in self.node(node).parameters:
+        spec = self.node(node)
+        value = _robot_values(spec, node).get(name, default)
+        for path in spec.parameters:
             raw = _load_yaml(path, "parameters file") or {}
             for key in ("/**", node, f"/{node}"):
                 params = (raw.get(key) or {}).get("ros__parameters") or {}
@@ -98,12 +128,33 @@ class GraphSpec:
                     value = params[name]
         return value
 
+    def node_parameters(self, node: str) -> dict[str, Any]:
+        """Every parameter value node `node` is started with (robot defaults, then its files in
+        order; within a file its own entry over `/**`), e.g. to build the node in a test."""
+        spec = self.node(node)
+        values = _robot_values(spec, node)
+        for path in spec.parameters:
+            raw = _load_yaml(path, "parameters file") or {}
+            for key in ("/**", node, f"/{node}"):
+                values.update((raw.get(key) or {}).get("ros__parameters") or {})
+        return values
+
     def process_environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """Environment for node processes: defaults < graph environment < the caller's variables."""
         base = dict(os.environ if base is None else base)
         env = {**DEFAULT_ENVIRONMENT, **self.environment}
         env.update(base)
         return env
+
+
+def _robot_values(spec: NodeSpec, node: str) -> dict[str, Any]:
+    """The robot parameters of ROS node `node` in process `spec` (`node:name` keys are targeted)."""
+    values = {}
+    for key, value in spec.robot_parameters:
+        target, _, name = key.rpartition(":")
+        if target in ("", node):
+            values[name] = value
+    return values
 
 
 def graphs_dir() -> Path:
@@ -177,6 +228,11 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
     description = _require(data, "description", str, where, default="")
     default_sim_time = _require(data, "use_sim_time", bool, where, default=False)
     environment = _require(data, "environment", dict, where, default={})
+    robot_name = _require(data, "robot", str, where, default=None)
+    try:
+        robot = robots.get(robot_name) if robot_name is not None else None
+    except ValueError:
+        raise GraphError(f"{where}: field 'robot' is {robot_name!r}, expected one of {sorted(robots.PROFILES)}") from None
     raw_nodes = _require(data, "nodes", list, where)
     if not raw_nodes:
         raise GraphError(f"{where}: 'nodes' is empty; expected at least one node")
@@ -186,7 +242,7 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
         if not isinstance(raw, dict):
             raise GraphError(f"{node_where}: expected a mapping, got {type(raw).__name__}")
         unknown = set(raw) - {"name", "executable", "parameters", "remappings", "namespace",
-                              "use_sim_time", "required", "arguments"}
+                              "use_sim_time", "required", "arguments", "nodes"}
         if unknown:
             raise GraphError(f"{node_where}: unknown field(s) {sorted(unknown)}")
         name = _require(raw, "name", str, node_where)
@@ -194,8 +250,14 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
             raise GraphError(f"{node_where}: name {name!r} is not a valid ROS node name")
         if name in seen:
             raise GraphError(f"{node_where}: duplicate node name '{name}'")
-        seen.add(name)
         node_where = f"{where}: node '{name}'"
+        hosted = tuple(_require(raw, "nodes", list, node_where, default=[]))
+        for ros_node in hosted:
+            if not isinstance(ros_node, str) or not _NAME_RE.match(ros_node):
+                raise GraphError(f"{node_where}: nodes: {ros_node!r} is not a valid ROS node name")
+            if ros_node in seen and ros_node != name:
+                raise GraphError(f"{node_where}: duplicate node name '{ros_node}'")
+        seen.update((name, *hosted))
         params = []
         for entry in _require(raw, "parameters", list, node_where, default=[]):
             param_path = paths.resolve(str(entry))
@@ -203,18 +265,25 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
                 check_parameters_file(param_path, name)
             params.append(param_path)
         remaps = _require(raw, "remappings", dict, node_where, default={})
+        executable = _require(raw, "executable", str, node_where)
+        implied = {}
+        for ros_node in hosted or (name,):
+            for key, value in (robot.node_parameters(ros_node) if robot is not None else {}).items():
+                implied[f"{ros_node}:{key}" if len(hosted) > 1 else key] = value
         nodes.append(NodeSpec(
             name=name,
-            executable=_require(raw, "executable", str, node_where),
+            executable=executable,
             parameters=tuple(params),
             remappings=tuple((str(k), str(v)) for k, v in remaps.items()),
             namespace=_require(raw, "namespace", str, node_where, default=""),
             use_sim_time=_require(raw, "use_sim_time", bool, node_where, default=default_sim_time),
             required=_require(raw, "required", bool, node_where, default=True),
             arguments=tuple(str(a) for a in _require(raw, "arguments", list, node_where, default=[])),
+            robot_parameters=tuple(implied.items()),
+            nodes=hosted,
         ))
     return GraphSpec(profile=profile, description=description, source=path, nodes=tuple(nodes),
-                     environment={str(k): str(v) for k, v in environment.items()})
+                     environment={str(k): str(v) for k, v in environment.items()}, robot=robot_name)
 
 
 def with_parameter_overrides(graph: GraphSpec, path: Path, overrides: dict) -> GraphSpec:
@@ -223,5 +292,5 @@ def with_parameter_overrides(graph: GraphSpec, path: Path, overrides: dict) -> G
     from dataclasses import replace
 
     path.write_text(yaml.safe_dump(overrides, sort_keys=False))
-    return replace(graph, nodes=tuple(replace(n, parameters=n.parameters + (path,)) if n.name in overrides else n
-                                      for n in graph.nodes))
+    return replace(graph, nodes=tuple(replace(n, parameters=n.parameters + (path,))
+                                      if set(n.ros_nodes) & set(overrides) else n for n in graph.nodes))

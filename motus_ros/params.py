@@ -66,13 +66,16 @@ class Param:
 
 def declare_parameters(node, specs: Sequence[Param],
                        on_change: Callable[[dict[str, Any]], None] | None = None,
-                       check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                       check: Callable[[dict[str, Any]], None] | None = None,
+                       lock=None) -> dict[str, Any]:
     """Declare every spec on node, validate the values it was started with, return name -> value.
 
     The returned dict stays current: a live parameter set at run time is validated (its spec,
     then `check(values_after_the_change)`, which raises ParameterError to refuse a combination),
     stored in the dict, and passed to `on_change({name: new_value})` so the node can apply it.
     Parameters not in `specs` (use_sim_time, another group's) are left to their own callbacks.
+    With `lock`, the dict update and on_change happen while holding it, so a reader holding the
+    same lock never sees half of a change (a new frame with the old kinematics).
     """
     values = {}
     for spec in specs:
@@ -83,14 +86,16 @@ def declare_parameters(node, specs: Sequence[Param],
         values[spec.name] = spec.validate(param.value)
     if check is not None:
         check(dict(values))
-    watch_parameters(node, specs, values, on_change, check)
+    watch_parameters(node, specs, values, on_change, check, lock)
     return values
 
 
 def watch_parameters(node, specs: Sequence[Param], values: dict[str, Any],
                      on_change: Callable[[dict[str, Any]], None] | None = None,
-                     check: Callable[[dict[str, Any]], None] | None = None) -> None:
+                     check: Callable[[dict[str, Any]], None] | None = None, lock=None) -> None:
     """Validate run-time changes of `specs` on node, keep `values` current, call on_change."""
+    import contextlib  # noqa: PLC0415
+
     from rcl_interfaces.msg import SetParametersResult  # noqa: PLC0415
 
     by_name = {spec.name: spec for spec in specs}
@@ -115,9 +120,10 @@ def watch_parameters(node, specs: Sequence[Param], values: dict[str, Any],
         changed = ours(params)
         if not changed:
             return
-        values.update(changed)
-        if on_change is not None:
-            on_change(changed)
+        with lock if lock is not None else contextlib.nullcontext():
+            values.update(changed)
+            if on_change is not None:
+                on_change(changed)
 
     node.add_on_set_parameters_callback(validate)
     node.add_post_set_parameters_callback(apply)

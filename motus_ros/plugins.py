@@ -16,7 +16,7 @@ def load_registered(table: dict[str, str], name: str, field: str,
     `broken` naming the module when it cannot be imported (a missing SDK, usually).
     """
     if name not in table:
-        raise unknown(f"{field}: got {name!r}, expected one of {sorted(table)}")
+        raise unknown(f"{field}: got {name!r}, expected one of {list(table)}")
     module_name, class_name = table[name].split(":")
     try:
         module = importlib.import_module(module_name)

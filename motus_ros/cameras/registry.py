@@ -5,10 +5,10 @@ the others), and base.py knows none of them, so no module imports in a circle.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from motus_ros.cameras.base import CameraBackend, CameraError
+from motus_ros.plugins import load_registered
 
 # name -> "module:Class"
 BACKENDS = {
@@ -21,14 +21,7 @@ BACKENDS = {
 
 def backend_class(kind: str) -> type[CameraBackend]:
     """The class registered under `kind`; CameraError names the choices or the missing module."""
-    if kind not in BACKENDS:
-        raise CameraError(f"camera backend: got {kind!r}, expected one of {list(BACKENDS)}")
-    module_name, class_name = BACKENDS[kind].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise CameraError(f"camera backend '{kind}': cannot import {module_name}: {exc}") from exc
-    return getattr(module, class_name)
+    return load_registered(BACKENDS, kind, "camera backend", unknown=CameraError, broken=CameraError)
 
 
 def make_backend(kind: str, **options: Any) -> CameraBackend:

@@ -4,10 +4,10 @@ Backends are imported only when chosen, so a graph without hardware never import
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from motus_ros.hardware.interface import ArmBackend
+from motus_ros.plugins import load_registered
 
 # name -> "module:Class"
 BACKENDS = {
@@ -20,14 +20,7 @@ BACKENDS = {
 
 def backend_class(name: str) -> type[ArmBackend]:
     """The class registered under `name`; errors name the choices or the missing module."""
-    if name not in BACKENDS:
-        raise ValueError(f"backend: got {name!r}, expected one of {sorted(BACKENDS)}")
-    module_name, class_name = BACKENDS[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise RuntimeError(f"backend '{name}': cannot import {module_name}: {exc}") from exc
-    return getattr(module, class_name)
+    return load_registered(BACKENDS, name, "backend")
 
 
 def create_backend(name: str, **options: Any) -> ArmBackend:

@@ -60,8 +60,11 @@ def check_bases(values: dict) -> None:
 class VisualizerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("visualizer", **kwargs)
+        # Held while a parameter change is applied and while markers are built: a marker never
+        # mixes a new frame_id with the old kinematics.
+        self._settings_lock = threading.RLock()
         self.params = p = declare_parameters(self, PARAMS, on_change=self._on_params,
-                                             check=check_bases)
+                                             check=check_bases, lock=self._settings_lock)
         self.kinematics = self._make_kinematics()
         self._lock = threading.Lock()
         self._chunk: tuple[float, float, np.ndarray] | None = None  # stamp, period, (H, 14)
@@ -133,6 +136,10 @@ class VisualizerNode(Node):
         return m
 
     def build_markers(self) -> MarkerArray:
+        with self._settings_lock:
+            return self._build_markers()
+
+    def _build_markers(self) -> MarkerArray:
         chunk, history = self._snapshot()
         markers = []
         if chunk is not None:

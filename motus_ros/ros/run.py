@@ -77,10 +77,11 @@ def run_node(factory: Callable[[], "rclpy.node.Node | list[rclpy.node.Node]"], a
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except _rclpy.RCLError:
+    except (_rclpy.RCLError, _rclpy.InvalidHandle):
         if rclpy.ok():
             raise
-        # SIGTERM shut the context down while the executor was building its wait set: normal exit
+        # SIGTERM shut the context down (and destroyed handles) while the executor was building
+        # its wait set: a normal exit
     finally:
         if executor is not None:
             # Let callbacks still running in worker threads finish before the nodes go away.

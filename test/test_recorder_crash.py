@@ -143,10 +143,19 @@ def test_sigterm_closes_the_episode_cleanly(ros, tmp_path):
                                         QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         wait_until(lambda: pub.get_subscription_count() >= 1 and list(out.glob("*/episode.json")),
                    30, "the recorder process to subscribe")
-        for i in range(10):
-            pub.publish(JointState(name=list(layout.JOINT_NAMES), position=[float(i)] * layout.DOF))
-        wait_until(lambda: _scan_counts(out).get("/puppet/joint_states", 0) >= 10, 20,
-                   "10 flushed messages")
+        # The publisher can see the match before the recorder's reader has matched it (a loaded
+        # machine): a batch sent then is dropped whole by DDS, before the recorder sees anything.
+        # Send again only in that case; a batch that arrives in part is a real loss and fails.
+        for attempt in range(3):
+            for i in range(10):
+                pub.publish(JointState(name=list(layout.JOINT_NAMES), position=[float(i)] * layout.DOF))
+            try:
+                wait_until(lambda: _scan_counts(out).get("/puppet/joint_states", 0) >= 10, 10,
+                           "10 flushed messages")
+                break
+            except AssertionError:
+                if _scan_counts(out).get("/puppet/joint_states", 0) or attempt == 2:
+                    raise
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)  # exit status: see the report (run_node races SIGTERM vs spin)
     finally:

@@ -55,6 +55,21 @@ def test_policy_timeout_holds_the_last_command_and_reports_once_then_recovers():
     assert ex.tick(0.6, ZERO)[0] == pytest.approx(9) and [k for k, _ in events][-1] == "policy_back"
 
 
+def test_a_policy_silent_since_a_reset_is_reported_without_a_plan():
+    """The soak's policy kill just before a new episode: the reset dropped the plan, no chunk
+    ever comes; the executor must still say the policy is gone, and command nothing."""
+    events = []
+    ex = core(events, policy_timeout_s=0.25)
+    ex.add(chunk(0.0, [1, 2, 3]), now=0.0)
+    ex.reset(now=0.3)                                       # new episode: plan dropped
+    assert ex.tick(0.5, ZERO) is None and ex.policy_timeouts == 0
+    assert ex.tick(0.6, ZERO) is None and ex.policy_timeouts == 1   # 0.3 s after the reset
+    assert [k for k, _ in events] == ["policy_timeout"]
+    assert ex.status(0.6)[0] == 2
+    ex.reset()                                              # a reset without a time: start-up rules
+    assert ex.tick(5.0, ZERO) is None and ex.policy_timeouts == 1
+
+
 def test_exhausted_plan_holds_the_last_target_or_stays_silent():
     for hold, expected in ((True, 3.0), (False, None)):
         ex = core(hold_when_exhausted=hold, policy_timeout_s=10.0)

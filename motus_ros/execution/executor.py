@@ -138,7 +138,9 @@ class ChunkExecutor:
         """
         self.scheduler.reset()
         self.last_command = None
-        self.last_chunk_time = None
+        # The policy owes a chunk within policy_timeout_s of the reset: a policy that died before
+        # it must still be reported, plan or no plan.
+        self.last_chunk_time = None if now is None else float(now)
         self.policy_silent = False
         self.reset_at = None if now is None else float(now)
         self.resets += 1
@@ -200,9 +202,12 @@ class ChunkExecutor:
         """The command for time `now`, or None: no plan, arm not executing, or plan exhausted
         without hold_when_exhausted. measured: the joint positions (layout order) the first command
         after a reset starts from."""
-        if not self.scheduler.has_plan or self.arm_executing is False:
+        if self.arm_executing is False:
             return None
-        if self._policy_timed_out(now):
+        timed_out = self._policy_timed_out(now)   # checked without a plan too (after a reset)
+        if not self.scheduler.has_plan:
+            return None
+        if timed_out:
             return None if self.last_command is None else self._command(self.last_command)
         if self.scheduler.exhausted(now):
             self.starved_ticks += 1

@@ -28,8 +28,9 @@ def _start_recorder(out: Path, *params: str) -> subprocess.Popen:
            "-p", "fsync:=false"]
     for param in params:
         cmd += ["-p", param]
-    return subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    # Output to a file beside the bags, not a pipe nobody reads: a full pipe blocks the node.
+    log = open(out.parent / f"recorder_{out.name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
 
 
 def _recorded_publishers(ros, out: Path):

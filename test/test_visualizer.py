@@ -76,17 +76,24 @@ def test_rviz_topics_reads_both_topic_forms(tmp_path):
     assert rviz_topics(path) == {"/a", "/b"}
 
 
-@pytest.mark.ros
-def test_markers_follow_the_chunk_and_the_joint_states(ros):
-    from motus_ros.nodes.messages import action_chunk_msg
-    from motus_ros.nodes.visualizer_node import VisualizerNode
+def marker_graph(ros, robot):
+    """A visualizer for `robot` (markers at 20 Hz, no plot), a collector of its markers and a
+    publisher of action chunks."""
     from motus_msgs.msg import ActionChunk
+    from motus_ros.nodes.visualizer_node import VisualizerNode
 
     markers = ros.collect(MarkerArray, "/motus/markers")
     node = ros.add(VisualizerNode(parameter_overrides=[
-        Parameter("robot", value="sim"), Parameter("marker_rate_hz", value=20.0),
+        Parameter("robot", value=robot), Parameter("marker_rate_hz", value=20.0),
         Parameter("plot_rate_hz", value=0.0)]))
-    chunk_pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+    return node, markers, ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+
+
+@pytest.mark.ros
+def test_markers_follow_the_chunk_and_the_joint_states(ros):
+    from motus_ros.nodes.messages import action_chunk_msg
+
+    node, markers, chunk_pub = marker_graph(ros, "sim")
     state_pub = ros.node.create_publisher(JointState, TOPICS["joint_states"], 10)
     actions = np.zeros((48, 14))
     actions[:, 0] = np.linspace(0, np.pi / 2, 48)  # left waist sweeps a quarter turn
@@ -141,14 +148,8 @@ def test_snapshot_without_a_graph_fails_clearly(tmp_path, capsys, monkeypatch):
 @pytest.mark.ros
 def test_live_parameters_apply_and_robot_is_read_only(ros):
     from motus_ros.nodes.messages import action_chunk_msg
-    from motus_ros.nodes.visualizer_node import VisualizerNode
-    from motus_msgs.msg import ActionChunk
 
-    markers = ros.collect(MarkerArray, "/motus/markers")
-    node = ros.add(VisualizerNode(parameter_overrides=[
-        Parameter("robot", value="agilex_aloha2"), Parameter("marker_rate_hz", value=20.0),
-        Parameter("plot_rate_hz", value=0.0)]))
-    chunk_pub = ros.node.create_publisher(ActionChunk, TOPICS["action_chunk"], 10)
+    node, markers, chunk_pub = marker_graph(ros, "agilex_aloha2")
 
     def predicted(arr):
         return [m for m in arr.markers if (m.ns, m.id) == ("predicted_path", 0)]

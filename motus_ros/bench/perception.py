@@ -98,9 +98,9 @@ def decode_jpeg(data) -> np.ndarray:
 
 def jpeg_psnr(rgb: np.ndarray, quality: int) -> float:
     """PSNR (dB, peak 255) of a JPEG round trip of one frame."""
-    error = decode_jpeg(encode_jpeg(rgb, quality)).astype(np.float64) - rgb
-    mse = float(np.mean(error ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    from motus_ros.training.evaluation import psnr  # noqa: PLC0415
+
+    return psnr(decode_jpeg(encode_jpeg(rgb, quality)), rgb)
 
 
 # -- child: publishes cameras (and optionally joint states) -------------------------------------

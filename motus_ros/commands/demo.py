@@ -190,10 +190,11 @@ def live_view_url(graph) -> str | None:
     """ws:// address of the graph's Foxglove bridge (None when the graph has none)."""
     if not any("foxglove_bridge" in spec.ros_nodes for spec in graph.nodes):
         return None
-    address = graph.parameter("foxglove_bridge", "address", "127.0.0.1")
-    port = graph.parameter("foxglove_bridge", "port", 8765)
-    host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address
-    return f"ws://{host}:{port}"
+    from motus_ros.nodes.foxglove_bridge_node import PARAMS, view_url
+
+    default = {p.name: p.default for p in PARAMS}
+    return view_url(graph.parameter("foxglove_bridge", "address", default["address"]),
+                    graph.parameter("foxglove_bridge", "port", default["port"]))
 
 
 def _fresh_scene(monitor: DemoMonitor, runner) -> None:

@@ -156,6 +156,28 @@ def save_checkpoint(model, out_dir: str | Path) -> Path:
                             getattr(model, "tokenizer_folder", None))
 
 
+def untie(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors to write, tied key -> the key stored) for safetensors: weights registered twice
+    (tied, e.g. umT5's shared embedding) are stored once; a view into storage already written gets
+    its own copy (safetensors refuses shared storage)."""
+    tensors: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for key, value in state.items():
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
+        if value.numel() and ident in seen:
+            tied[key] = seen[ident]
+            continue
+        seen[ident] = key
+        value = value.detach().contiguous().cpu()
+        if value.numel() and value.untyped_storage().data_ptr() in storages:
+            value = value.clone()
+        storages.add(value.untyped_storage().data_ptr())
+        tensors[key] = value
+    return tensors, tied
+
+
 def write_checkpoint(state: dict[str, torch.Tensor], config: MotusConfig, out_dir: str | Path,
                      tokenizer_folder: str | Path | None = None, absent_parts: tuple[str, ...] = ()) -> Path:
     """Write a state dict as an own-format checkpoint. `absent_parts` names frozen encoder groups
@@ -171,16 +193,7 @@ def write_checkpoint(state: dict[str, torch.Tensor], config: MotusConfig, out_di
         if tokenizer_folder is None:
             raise CheckpointError(f"{out}: the config needs tokenizer files but the model has none attached")
         copy_tokenizer_files(tokenizer_folder, out, config)
-    tensors: dict[str, torch.Tensor] = {}
-    tied: dict[str, str] = {}          # tied weights (e.g. umT5 shared embedding) are stored once
-    seen: dict[tuple, str] = {}
-    for key, value in state.items():
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
-        if value.numel() and ident in seen:
-            tied[key] = seen[ident]
-            continue
-        seen[ident] = key
-        tensors[key] = value.detach().contiguous().cpu()
+    tensors, tied = untie(state)
     tmp_w, tmp_c = out / (WEIGHTS_FILE + ".tmp"), out / (CONFIG_FILE + ".tmp")
     save_file(tensors, str(tmp_w), metadata={"format": FORMAT, "tied": json.dumps(tied)})
     meta: dict[str, Any] = {"format": FORMAT, "config": config.to_dict()}

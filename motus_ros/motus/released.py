@@ -40,7 +40,7 @@ import torch
 
 from .checkpoint import (CONFIG_FILE, FORMAT, OFFICIAL_FILE, WAN_CONFIG_FILE, WEIGHTS_INDEX_FILE, CheckpointError,
                          LoadReport, apply_official_configs, check_against, drop_pretrain_parts, fresh_action_parts,
-                         infer_config, official_to_ours)
+                         infer_config, official_to_ours, untie)
 from .config import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, MotusConfig, preset
 from .tokenization import (TEXT_TOKENIZER_DIR, TEXT_TOKENIZER_FILES, TEXT_TOKENIZER_NEEDS, VLM_PROCESSOR_DIR,
                            VLM_PROCESSOR_FILES, VLM_PROCESSOR_NEEDS, TokenizerError, check_text_tokenizer,
@@ -370,21 +370,7 @@ def _write_shard(out: Path, name: str, state: dict[str, torch.Tensor]) -> dict[s
     """One safetensors shard; tensors registered twice (tied) are stored once. Returns its weight map."""
     from safetensors.torch import save_file
 
-    tensors: dict[str, torch.Tensor] = {}
-    tied: dict[str, str] = {}
-    seen: dict[tuple, str] = {}
-    storages: set[int] = set()
-    for key, value in state.items():
-        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()))
-        if value.numel() and ident in seen:
-            tied[key] = seen[ident]
-            continue
-        seen[ident] = key
-        value = value.detach().contiguous()
-        if value.numel() and value.untyped_storage().data_ptr() in storages:
-            value = value.clone()              # a view into storage already written: safetensors wants its own
-        storages.add(value.untyped_storage().data_ptr())
-        tensors[key] = value
+    tensors, tied = untie(state)
     save_file(tensors, str(out / name), metadata={"format": FORMAT, "tied": json.dumps(tied)})
     return {key: name for key in state}
 

@@ -58,6 +58,12 @@ PARAMS = [
 ]
 
 
+def view_url(address: str, port: int) -> str:
+    """The address a viewer on this computer opens (a bind to every interface includes localhost)."""
+    host = "localhost" if address in ("127.0.0.1", "0.0.0.0") else address
+    return f"ws://{host}:{port}"
+
+
 def schema_for(msgtype: str):
     """The Foxglove schema of a ROS 2 type: its concatenated .msg text, encoding ros2msg."""
     import foxglove  # noqa: PLC0415 - imported with the node, not with the package
@@ -91,7 +97,7 @@ class FoxgloveBridgeNode(Node):
         self._last_preview: dict[str, float] = {}
         self._lock = threading.Lock()
         self._group = MutuallyExclusiveCallbackGroup()
-        self.get_logger().info(f"Foxglove live view: ws://{self._display_host()}:{self.port} "
+        self.get_logger().info(f"Foxglove live view: {self.url} "
                                "(https://app.foxglove.dev, Open connection, Foxglove WebSocket)")
         self._discover()
         self.create_timer(self.p["discovery_period_s"], self._discover, callback_group=self._group)
@@ -99,12 +105,9 @@ class FoxgloveBridgeNode(Node):
         self.create_timer(0.1, self._resend_latched, callback_group=self._group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
 
-    def _display_host(self) -> str:
-        return "localhost" if self.p["address"] in ("127.0.0.1", "0.0.0.0") else self.p["address"]
-
     @property
     def url(self) -> str:
-        return f"ws://{self._display_host()}:{self.port}"
+        return view_url(self.p["address"], self.port)
 
     # -- discovery -------------------------------------------------------------------------------
     def _wanted(self, topic: str) -> bool:

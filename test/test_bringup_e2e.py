@@ -90,7 +90,7 @@ def test_mock_graph_moves_arm_toward_published_chunk_and_stops_cleanly(ros):
         wait_until(moved, timeout=60, what="mock arm joints to reach the published chunk",
                    interval=0.5)
         pids = bringup.node_pids()
-        assert set(pids) == {"arm_driver", "chunk_executor"}
+        assert set(pids) == {"arm_driver", "chunk_executor", "lifecycle_manager"}
     finally:
         code = bringup.stop()
     assert code == 0, bringup.output

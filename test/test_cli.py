@@ -72,6 +72,8 @@ def test_bringup_dry_run_prints_node_commands():
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("arm_driver_node --ros-args -r __node:=arm_driver")
     assert lines[1].startswith("chunk_executor_node --ros-args -r __node:=chunk_executor")
+    assert lines[2].startswith("lifecycle_manager_node --ros-args -r __node:=lifecycle_manager "
+                               "-p node_names:=/arm_driver")
 
 
 def test_bringup_params_file_goes_last_to_every_node(tmp_path):
@@ -79,7 +81,9 @@ def test_bringup_params_file_goes_last_to_every_node(tmp_path):
     extra.write_text("chunk_executor:\n  ros__parameters:\n    control_rate_hz: 20.0\n")
     result = run("bringup", "mock", "--dry-run", "--params-file", str(extra))
     assert result.returncode == 0, result.stderr
-    for line in result.stdout.strip().splitlines():
+    *nodes, manager = result.stdout.strip().splitlines()
+    assert manager.startswith("lifecycle_manager_node")   # derived by bringup, takes no files
+    for line in nodes:
         assert line.split("--params-file ")[-1].split()[0] == str(extra)  # after the node's own
 
 

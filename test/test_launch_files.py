@@ -52,8 +52,10 @@ def test_launch_file_matches_graph(fake_launch, profile):
     actions = description.args[0]
     graph = load_graph(profile)
     nodes = [a for a in actions if type(a).__name__ == "Node"]
-    assert [n.kwargs["name"] for n in nodes] == [n.name for n in graph.nodes]
-    for action, spec in zip(nodes, graph.nodes):
+    processes = graph.processes()   # the nodes, plus the lifecycle manager of the managed ones
+    assert [n.kwargs["name"] for n in nodes] == [n.name for n in processes]
+    assert processes[-1].name == "lifecycle_manager" and len(processes) == len(graph.nodes) + 1
+    for action, spec in zip(nodes, processes):
         kw = action.kwargs
         assert kw["package"] == "motus_ros"
         assert kw["executable"] == spec.executable
@@ -63,7 +65,8 @@ def test_launch_file_matches_graph(fake_launch, profile):
         shared = {k: v for k, v in spec.robot_parameters if ":" not in k}
         targeted = [(k, v) for k, v in spec.robot_parameters if ":" in k]
         assert kw["parameters"] == [*([shared] if shared else []), *(str(p) for p in spec.parameters),
-                                    {"use_sim_time": spec.use_sim_time}]
+                                    {"use_sim_time": spec.use_sim_time},
+                                    *([{"autostart": False}] if spec.managed else [])]
         assert kw["ros_arguments"] == [a for k, v in targeted for a in ("-p", f"{k}:={_yaml_value(v)}")]
         assert len(shared) + len(targeted) == len(spec.robot_parameters)
         if len(spec.ros_nodes) > 1 and spec.robot_parameters:

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
             replace(n, parameters=tuple(n.parameters) + tuple(p.resolve() for p in args.params_file))
             for n in graph.nodes))
     if args.dry_run:
-        for node in graph.nodes:
+        for node in graph.processes():
             print(" ".join(node.command()))
         return 0
     runner = GraphRunner(graph, log_dir=args.log_dir)

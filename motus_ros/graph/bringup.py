@@ -77,7 +77,7 @@ class GraphRunner:
 
     def start(self) -> None:
         commands = [(spec, [resolve_executable(spec.executable), *spec.command()[1:]])
-                    for spec in self.graph.nodes]  # resolve all first: fail before starting any
+                    for spec in self.graph.processes()]  # resolve all first: fail before starting any
         for spec, cmd in commands:
             log = None
             if self.log_dir is not None:

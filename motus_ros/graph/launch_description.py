@@ -22,7 +22,7 @@ def generate_launch_description_for(profile: str):
     for name, value in {**DEFAULT_ENVIRONMENT, **graph.environment}.items():
         # Keep a value the user already exported (same precedence as bringup).
         actions.append(SetEnvironmentVariable(name, EnvironmentVariable(name, default_value=value)))
-    for spec in graph.nodes:
+    for spec in graph.processes():
         # launch_ros writes dict parameters for every node of a process; values meant for one node
         # of a several-node process go on the command line as `-p node:name:=value` instead, before
         # the parameter files (launch_ros puts ros_arguments first), as bringup orders them.
@@ -36,7 +36,9 @@ def generate_launch_description_for(profile: str):
             # Same order as bringup's command line: robot defaults, the files, then use_sim_time.
             ros_arguments=[arg for key, value in targeted for arg in ("-p", f"{key}:={_yaml_value(value)}")],
             parameters=[*([dict(shared)] if shared else []),
-                        *(str(p) for p in spec.parameters), {"use_sim_time": spec.use_sim_time}],
+                        *(str(p) for p in spec.parameters), {"use_sim_time": spec.use_sim_time},
+                        # last: the graph's lifecycle_manager, not the node itself, starts it
+                        *([{"autostart": False}] if spec.managed else [])],
             remappings=list(spec.remappings),
             arguments=list(spec.arguments),
             output="screen",

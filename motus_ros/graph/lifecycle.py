@@ -35,6 +35,16 @@ def _call(node, srv_type, name: str, request, timeout_s: float, spin):
         node.destroy_client(client)
 
 
+def wait_for_future(future, timeout_s: float) -> None:
+    """A `spin` for a node that another thread already spins: block until the future is done or
+    timeout_s passes."""
+    import threading  # noqa: PLC0415
+
+    done = threading.Event()
+    future.add_done_callback(lambda _: done.set())
+    done.wait(timeout_s)
+
+
 def _default_spin(node):
     import rclpy  # noqa: PLC0415
 

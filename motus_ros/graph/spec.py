@@ -22,6 +22,11 @@ Format:
         arguments: []             # extra command-line arguments before --ros-args
         nodes: [sim, arm_driver]  # optional: the ROS nodes this one process runs (they name
                                   # themselves; default: just `name`)
+        managed: true             # lifecycle node(s): true (every node of the process) or a list
+                                  # of them; the graph's lifecycle_manager configures and
+                                  # activates them (default false: the node starts itself)
+        autostart: false          # managed nodes stay unconfigured until `motus-ros lifecycle`
+                                  # (default true)
 """
 from __future__ import annotations
 
@@ -64,6 +69,9 @@ class NodeSpec:
     # A process running several ROS nodes (the sim: world and arm driver share the physics) lists
     # them here; empty: the process is the one node `name`.
     nodes: tuple[str, ...] = ()
+    # The ROS nodes of this process that are lifecycle nodes, driven by the lifecycle manager.
+    managed: tuple[str, ...] = ()
+    autostart: bool = True
 
     @property
     def ros_nodes(self) -> tuple[str, ...]:
@@ -81,6 +89,8 @@ class NodeSpec:
         for path in self.parameters:
             args += ["--params-file", str(path)]
         args += ["-p", f"use_sim_time:={'true' if self.use_sim_time else 'false'}"]
+        if self.managed:   # after the files: the lifecycle manager, not the node, starts it
+            args += ["-p", "autostart:=false"]
         for src, dst in self.remappings:
             args += ["-r", f"{src}:={dst}"]
         return args
@@ -103,6 +113,12 @@ class GraphSpec:
     nodes: tuple[NodeSpec, ...]
     environment: dict[str, str] = field(default_factory=dict)
     robot: str | None = None          # the robot profile this graph runs (motus_ros/robots.py)
+
+    def processes(self) -> tuple[NodeSpec, ...]:
+        """What bringup and the launch files start: the nodes, plus the lifecycle manager when any
+        of them is managed (derived here, so a graph cut down with --only gets its own)."""
+        manager = lifecycle_manager_spec(self.nodes)
+        return self.nodes + ((manager,) if manager is not None else ())
 
     def node(self, name: str) -> NodeSpec:
         """The process entry called `name`, or the one that runs the ROS node `name`."""
@@ -145,6 +161,29 @@ class GraphSpec:
         env = {**DEFAULT_ENVIRONMENT, **self.environment}
         env.update(base)
         return env
+
+
+LIFECYCLE_MANAGER = "lifecycle_manager"
+
+
+def _qualified(spec: NodeSpec, node: str) -> str:
+    return "/" + "/".join(part.strip("/") for part in (spec.namespace, node) if part.strip("/"))
+
+
+def lifecycle_manager_spec(nodes: tuple[NodeSpec, ...]) -> NodeSpec | None:
+    """The lifecycle_manager process for these nodes (None when none is managed)."""
+    managed = [(spec, node) for spec in nodes for node in spec.managed]
+    if not managed:
+        return None
+
+    def names(pairs) -> str:
+        return ",".join(_qualified(spec, node) for spec, node in pairs)
+
+    parameters = (("node_names", names((s, n) for s, n in managed if s.autostart)),
+                  ("manual_nodes", names((s, n) for s, n in managed if not s.autostart)),
+                  ("required_nodes", names((s, n) for s, n in managed if s.required)))
+    return NodeSpec(name=LIFECYCLE_MANAGER, executable="lifecycle_manager_node",
+                    robot_parameters=parameters, required=True, use_sim_time=False)
 
 
 def _robot_values(spec: NodeSpec, node: str) -> dict[str, Any]:
@@ -242,14 +281,15 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
         if not isinstance(raw, dict):
             raise GraphError(f"{node_where}: expected a mapping, got {type(raw).__name__}")
         unknown = set(raw) - {"name", "executable", "parameters", "remappings", "namespace",
-                              "use_sim_time", "required", "arguments", "nodes"}
+                              "use_sim_time", "required", "arguments", "nodes", "managed", "autostart"}
         if unknown:
             raise GraphError(f"{node_where}: unknown field(s) {sorted(unknown)}")
         name = _require(raw, "name", str, node_where)
         if not _NAME_RE.match(name):
             raise GraphError(f"{node_where}: name {name!r} is not a valid ROS node name")
-        if name in seen:
-            raise GraphError(f"{node_where}: duplicate node name '{name}'")
+        if name in seen or name == LIFECYCLE_MANAGER:
+            raise GraphError(f"{node_where}: duplicate node name '{name}'"
+                             + (" (the graph's lifecycle manager)" if name == LIFECYCLE_MANAGER else ""))
         node_where = f"{where}: node '{name}'"
         hosted = tuple(_require(raw, "nodes", list, node_where, default=[]))
         for ros_node in hosted:
@@ -258,6 +298,7 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
             if ros_node in seen and ros_node != name:
                 raise GraphError(f"{node_where}: duplicate node name '{ros_node}'")
         seen.update((name, *hosted))
+        managed = _managed_nodes(raw, hosted or (name,), node_where)
         params = []
         for entry in _require(raw, "parameters", list, node_where, default=[]):
             param_path = paths.resolve(str(entry))
@@ -281,9 +322,24 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
             arguments=tuple(str(a) for a in _require(raw, "arguments", list, node_where, default=[])),
             robot_parameters=tuple(implied.items()),
             nodes=hosted,
+            managed=managed,
+            autostart=_require(raw, "autostart", bool, node_where, default=True),
         ))
     return GraphSpec(profile=profile, description=description, source=path, nodes=tuple(nodes),
                      environment={str(k): str(v) for k, v in environment.items()}, robot=robot_name)
+
+
+def _managed_nodes(raw: dict, ros_nodes: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """The `managed` field: true = every node of the process, a list = those nodes."""
+    value = raw.get("managed", False)
+    if isinstance(value, bool):
+        return tuple(ros_nodes) if value else ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GraphError(f"{where}: field 'managed' must be true/false or a list of node names, got {value!r}")
+    unknown = [v for v in value if v not in ros_nodes]
+    if unknown:
+        raise GraphError(f"{where}: managed: {unknown} not among this process's nodes {list(ros_nodes)}")
+    return tuple(value)
 
 
 def with_parameter_overrides(graph: GraphSpec, path: Path, overrides: dict) -> GraphSpec:

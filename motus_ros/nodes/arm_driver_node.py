@@ -282,6 +282,8 @@ class ArmDriverNode(ManagedNode):
         """Publish /arm/enabled when it changed (the executor drops its plan on False), and with
         repeat=True also unchanged: a heartbeat every diagnostics period, so one lost message is
         corrected within a period (seen once in a soak: an e-stop the executor never heard)."""
+        if not self.context.ok():   # shutting down after SIGINT/SIGTERM: nobody left to tell
+            return
         if repeat or self.executing != self._published_enabled:
             self._published_enabled = self.executing
             self.enabled_pub.publish(Bool(data=self.executing))

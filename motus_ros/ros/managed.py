@@ -10,11 +10,13 @@ methods and raise on failure; this class maps them onto the transitions:
   cleanup()     release the device or model                                (inactive -> unconfigured)
 
 An exception in configure() or activate() is logged and the transition FAILS (the node stays where
-it was), so a missing camera is a refused transition with a reason, not a dead process. With the
-`autostart` parameter true (the default) the node configures and activates itself at start-up,
-as the project's nodes always did, and a failure there is raised from start(): a node started
-with a bad checkpoint exits with the reason (a ParameterError: exit status 2). With false it
-waits for a transition request.
+it was), so a missing camera is a refused transition with a reason, not a dead process.
+
+Who drives the transitions: in a graph (bringup, launch files) the node is started with
+`autostart:=false` and the graph's lifecycle_manager (nodes/lifecycle_manager_node.py) requests
+configure and activate. Run alone, the `autostart` parameter (default true) makes the node
+configure and activate itself at start-up, and a failure there is raised from start(): a node
+started with a bad checkpoint exits with the reason (a ParameterError: exit status 2).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from motus_ros.params import Param
 
 AUTOSTART = Param("autostart", True, "configure and activate at start-up (false: wait for "
-                  "`ros2 lifecycle set <node> configure` / `motus-ros lifecycle`)")
+                  "`ros2 lifecycle set <node> configure` / `motus-ros lifecycle`; graphs set false "
+                  "and their lifecycle_manager drives the node)")
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 

@@ -1,18 +1,21 @@
 """Conventions (config.Conventions): official Motus vs the project's presets, each honoured where it
 applies: denoise (condition-frame timestep), conditioning (text padding), the step network of the
-backends, training (timestep distribution, video loss), and config overrides."""
+backends, training (timestep distribution, video loss), and config overrides; the training
+objective's numbers (flow.LossSettings), which are not part of the model config."""
 from __future__ import annotations
 
 import math
+import re
 import types
 
 import pytest
 import torch
 
 from motus_ros.motus.backends.step_network import example_inputs
-from motus_ros.motus.config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, PROJECT_CONVENTIONS, Conventions,
-                                    MotusConfig, preset)
-from motus_ros.motus.flow import flow_matching_loss, flow_shift_sigmas, sample_flow_shift, sample_timesteps, video_loss
+from motus_ros.motus.config import (LOSS_FIELDS, OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, PROJECT_CONVENTIONS,
+                                    Conventions, MotusConfig, preset)
+from motus_ros.motus.flow import (OFFICIAL_LOSS, LossSettings, flow_matching_loss, flow_shift_sigmas, sample_flow_shift,
+                                  sample_timesteps, video_loss)
 from motus_ros.motus.model import build_model
 from model_inputs import step_network_and_denoise
 
@@ -20,7 +23,7 @@ torch.set_num_threads(2)
 
 
 def official_tiny(**changes) -> MotusConfig:
-    return preset("tiny").replace(conventions=OFFICIAL_CONVENTIONS, uniform_shift=OFFICIAL_TRAIN_SHIFT, **changes)
+    return preset("tiny").replace(conventions=OFFICIAL_CONVENTIONS, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +50,16 @@ def test_bad_convention_names_the_field_and_the_choices():
 
 def test_overrides_change_one_convention_and_keep_the_others():
     cfg = official_tiny()
-    changed = cfg.with_overrides({"conventions.video_loss": "future_frames", "action_loss_weight": 2.0})
+    changed = cfg.with_overrides({"conventions.video_loss": "future_frames", "sampler_shift": 2.0})
     assert changed.conventions == Conventions(**{**OFFICIAL_CONVENTIONS.to_dict(), "video_loss": "future_frames"})
     assert changed.with_overrides({"timestep_sampling": "logit_normal"}).conventions.timestep_sampling == "logit_normal"
     partial = cfg.with_overrides({"conventions": {"text_context": "longest"}})
     assert partial.conventions.condition_timestep == "shared" and partial.conventions.text_context == "longest"
+    # The training objective's numbers are not model fields any more: a clear error, not a silent drop.
+    with pytest.raises(ValueError, match="action_loss_weight are training settings.*LossSettings"):
+        cfg.with_overrides({"action_loss_weight": 2.0})
+    with pytest.raises(ValueError, match="uniform_shift are training settings"):
+        cfg.replace(uniform_shift=OFFICIAL_TRAIN_SHIFT)
 
 
 def test_train_cli_accepts_convention_overrides():
@@ -61,6 +69,11 @@ def test_train_cli_accepts_convention_overrides():
     assert got == {"conventions.timestep_sampling": "flow_shift", "timestep_sampling": "shifted_uniform"}
     with pytest.raises(CliError, match="conventions.colour"):
         parse_overrides(["conventions.colour=red"])
+    # The five loss settings are still `--set` names (the trainer routes them to TrainConfig.loss).
+    got = parse_overrides([f"{name}=2" for name in LOSS_FIELDS])
+    assert got == {name: 2 for name in LOSS_FIELDS}
+    with pytest.raises(CliError, match="not a MotusConfig or LossSettings field"):
+        parse_overrides(["action_loss_wieght=7"])
 
 
 def test_condition_frame_timestep(official_model):
@@ -120,7 +133,7 @@ def test_flow_shift_timesteps_are_the_official_discrete_sigmas():
     assert float(t.mean()) == pytest.approx(expected, abs=0.01)
     cfg = official_tiny()
     g = torch.Generator().manual_seed(1)
-    tv, ta = sample_timesteps(cfg, 64, g), sample_timesteps(cfg, 64, g)
+    tv, ta = sample_timesteps(cfg, OFFICIAL_LOSS, 64, g), sample_timesteps(cfg, OFFICIAL_LOSS, 64, g)
     assert torch.isin(tv, sigmas).all() and not torch.equal(tv, ta)
 
 
@@ -145,7 +158,82 @@ def test_training_loss_honours_the_conventions(official_model):
     actions, state = torch.rand(2, cfg.chunk_size, cfg.action_dim, generator=g), torch.rand(2, cfg.state_dim, generator=g)
     cond = official_model.conditioning_from_features(torch.randn(2, 7, cfg.vlm_hidden, generator=g),
                                                      torch.randn(2, 4, cfg.text_dim, generator=g), latents[:, :, :1])
-    loss = flow_matching_loss(official_model, latents, actions, state, cond, generator=torch.Generator().manual_seed(0))
-    sigmas = flow_shift_sigmas(cfg.uniform_shift)
+    settings = LossSettings.official()
+    loss = flow_matching_loss(official_model, latents, actions, state, cond, settings,
+                              generator=torch.Generator().manual_seed(0))
+    sigmas = flow_shift_sigmas(settings.uniform_shift)
     assert torch.isin(loss.t_video, sigmas).all() and torch.isin(loss.t_action, sigmas).all()
     assert torch.isfinite(loss.total)
+
+
+# The training objective's numbers (flow.LossSettings) ----------------------------------------------
+def _loss_inputs(model, seed: int = 3):
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    h, w = cfg.latent_size
+    latents = torch.randn(2, cfg.latent_channels, cfg.latent_frames, h, w, generator=g)
+    actions, state = torch.rand(2, cfg.chunk_size, cfg.action_dim, generator=g), torch.rand(2, cfg.state_dim, generator=g)
+    cond = model.conditioning_from_features(torch.randn(2, 7, cfg.vlm_hidden, generator=g),
+                                            torch.randn(2, 4, cfg.text_dim, generator=g), latents[:, :, :1])
+    return latents, actions, state, cond
+
+
+def test_official_loss_settings_are_the_official_shift():
+    assert LossSettings.official() == OFFICIAL_LOSS
+    assert OFFICIAL_LOSS.uniform_shift == OFFICIAL_TRAIN_SHIFT == 5.0
+    assert OFFICIAL_LOSS.replace(uniform_shift=1.0) == LossSettings()      # the rest: the defaults
+    assert LossSettings.field_names() == LOSS_FIELDS                       # what old config.json files hold
+    assert OFFICIAL_LOSS.describe().startswith("official loss settings: ")
+
+
+def test_loss_settings_validation_names_the_field():
+    for changes, message in (({"uniform_shift": 0.0}, "uniform_shift=0.0, expected > 0"),
+                             ({"logit_std": -1.0}, "logit_std=-1.0, expected > 0"),
+                             ({"action_loss_weight": -0.5}, "action_loss_weight=-0.5, expected >= 0"),
+                             ({"video_loss_weight": 0.0, "action_loss_weight": 0.0},
+                              "video_loss_weight=0 and action_loss_weight=0, expected at least one > 0"),
+                             ({"logit_mean": float("nan")}, "logit_mean=nan, expected a finite number"),
+                             ({"video_loss_weight": "heavy"}, "video_loss_weight='heavy', expected a number")):
+        with pytest.raises(ValueError, match=re.escape(f"LossSettings: {message}")):
+            LossSettings(**changes)
+    with pytest.raises(ValueError, match=r"unknown fields \['action_weight'\]"):
+        LossSettings.from_dict({"action_weight": 1.0})
+    assert LossSettings.from_dict({"action_loss_weight": 5}).action_loss_weight == 5.0    # JSON ints are fine
+
+
+def test_old_config_with_loss_fields_loads_without_them():
+    old = {**preset("tiny").to_dict(), "logit_mean": 0.1, "logit_std": 0.9, "uniform_shift": 5.0,
+           "video_loss_weight": 1.0, "action_loss_weight": 7.0}
+    cfg = MotusConfig.from_dict(old)
+    assert cfg == preset("tiny")
+    assert not set(LOSS_FIELDS) & set(cfg.to_dict())
+    assert not any(hasattr(cfg, name) for name in LOSS_FIELDS)
+
+
+def test_loss_uses_the_weights(official_model):
+    """Same seed = same timesteps, noise and terms; the total follows the weights."""
+    inputs = _loss_inputs(official_model)
+
+    def loss(**weights):
+        return flow_matching_loss(official_model, *inputs, LossSettings(**weights),
+                                  generator=torch.Generator().manual_seed(0))
+
+    with torch.no_grad():
+        unit, video_only, weighted = loss(), loss(action_loss_weight=0.0), loss(video_loss_weight=2.0,
+                                                                                 action_loss_weight=3.0)
+    assert float(unit.action) > 0 and float(unit.video) > 0
+    assert torch.equal(video_only.video, unit.video) and torch.equal(video_only.action, unit.action)
+    assert float(video_only.total) == pytest.approx(float(unit.video), rel=1e-6)
+    assert float(unit.total) == pytest.approx(float(unit.video + unit.action), rel=1e-6)
+    assert float(weighted.total) == pytest.approx(float(2.0 * unit.video + 3.0 * unit.action), rel=1e-6)
+
+
+def test_timestep_parameters_come_from_the_loss_settings():
+    cfg = preset("tiny")                                          # logit_normal (the project's)
+    low = sample_timesteps(cfg, LossSettings(logit_mean=-2.0), 2000, torch.Generator().manual_seed(0))
+    high = sample_timesteps(cfg, LossSettings(logit_mean=2.0), 2000, torch.Generator().manual_seed(0))
+    assert float(low.mean()) < 0.3 < 0.7 < float(high.mean())
+    uniform = cfg.replace(conventions=Conventions(timestep_sampling="shifted_uniform"))
+    t1 = sample_timesteps(uniform, LossSettings(), 2000, torch.Generator().manual_seed(0))
+    t5 = sample_timesteps(uniform, OFFICIAL_LOSS, 2000, torch.Generator().manual_seed(0))
+    assert float(t5.mean()) > float(t1.mean()) + 0.1

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from motus_ros.motus.config import MotusConfig, preset
-from motus_ros.motus.flow import flow_matching_loss, sample_logit_normal, sample_shifted_uniform
+from motus_ros.motus.flow import LossSettings, flow_matching_loss, sample_logit_normal, sample_shifted_uniform
 from motus_ros.motus.model import MODES, build_model, check_mode
 from motus_ros.motus.sampler import FlowMatchEulerSampler
 from model_inputs import random_inputs
@@ -168,7 +168,7 @@ def test_gradients_reach_all_three_experts_and_not_frozen_encoders():
     model = build_model(preset("tiny"), seed=1).train()
     images, latents, actions, state = _toy_batch(model)
     cond = model.prepare_conditioning(images, ["a", "b"])
-    loss = flow_matching_loss(model, latents, actions, state, cond, generator=torch.Generator().manual_seed(0))
+    loss = flow_matching_loss(model, latents, actions, state, cond, LossSettings(), generator=torch.Generator().manual_seed(0))
     loss.total.backward()
     for name in ("video", "action", "und"):
         grads = [p.grad for p in getattr(model, name).parameters() if p.requires_grad]
@@ -193,7 +193,7 @@ def test_condition_frame_excluded_from_video_loss(monkeypatch):
             v[:, :, 0] = _g
             return v, act
         monkeypatch.setattr(model, "denoise", patched)
-        losses.append(float(flow_matching_loss(model, latents, actions, state, cond,
+        losses.append(float(flow_matching_loss(model, latents, actions, state, cond, LossSettings(),
                                                generator=torch.Generator().manual_seed(0)).video.detach()))
     assert losses[0] == losses[1]
 
@@ -206,7 +206,7 @@ def test_independent_timesteps_and_training_step_lowers_loss():
 
     def loss_value(step_seed=0):
         cond = model.prepare_conditioning(images, ["a", "b"])
-        return flow_matching_loss(model, latents, actions, state, cond, generator=torch.Generator().manual_seed(step_seed))
+        return flow_matching_loss(model, latents, actions, state, cond, LossSettings(), generator=torch.Generator().manual_seed(step_seed))
 
     first = loss_value()
     assert not torch.equal(first.t_video, first.t_action)   # drawn independently

@@ -11,10 +11,12 @@ import torch
 from motus_ros import layout
 from motus_ros.data import convert as cv
 from motus_ros.motus.checkpoint import read_own_weights
+from motus_ros.motus.config import LOSS_FIELDS, OFFICIAL_CONVENTIONS, preset
+from motus_ros.motus.flow import LossSettings
 from motus_ros.training import dataset as ds
 from motus_ros.training.sim_episodes import finalize
 from motus_ros.training.trainer import (STATE_FILE, TrainConfig, epoch_batches, load_training_state, lr_lambda,
-                                        train)
+                                        resumed_loss, split_overrides, starting_loss, train)
 
 STEPS = 60          # control steps per synthetic episode (2 s at 30 Hz)
 FRAMES = 10         # at 5 Hz
@@ -125,6 +127,8 @@ def test_training_lowers_validation_loss_and_writes_loadable_weights(data_dir, c
     info = json.loads((out / "training.json").read_text())
     assert info["data"]["train_episodes"] == 3 and info["data"]["val_episodes"] == 1
     assert info["instruction"] == INSTRUCTION and info["hardware"]["device"] == "cpu"
+    assert info["loss"] == LossSettings().to_dict() == info["config"]["loss"]    # a fresh preset: the defaults
+    assert not set(LOSS_FIELDS) & set(json.loads((out / "config.json").read_text())["config"])
 
     from motus_ros.policy.runtime import load_policy
 
@@ -147,14 +151,18 @@ def test_training_lowers_validation_loss_and_writes_loadable_weights(data_dir, c
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, cache_dir, tmp_path):
-    full = train(config(data_dir, cache_dir, tmp_path / "full", epochs=2, max_steps=4), log=lambda s: None)
-    first = train(config(data_dir, cache_dir, tmp_path / "split", epochs=2, max_steps=2), log=lambda s: None)
+    weights = {"action_loss_weight": 2.0}       # not repeated on resume: the recorded loss settings carry on
+    full = train(config(data_dir, cache_dir, tmp_path / "full", epochs=2, max_steps=4, overrides=weights),
+                 log=lambda s: None)
+    first = train(config(data_dir, cache_dir, tmp_path / "split", epochs=2, max_steps=2, overrides=weights),
+                  log=lambda s: None)
     ckpt = tmp_path / "split" / "checkpoint-last"
     state = load_training_state(ckpt)
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (2, 0, 2)      # stopped mid-epoch
     saved = read_own_weights(ckpt)
     assert all(torch.equal(saved[k], v) for k, v in read_own_weights(tmp_path / "split").items())
     assert len(state["optimizer"]["state"]) > 0
+    assert json.loads(state["config"])["loss"]["action_loss_weight"] == 2.0
 
     resumed = train(config(data_dir, cache_dir, tmp_path / "split", epochs=2, max_steps=4, resume=str(ckpt)),
                     log=lambda s: None)
@@ -162,6 +170,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, cache_dir,
     losses_resumed = [s["loss"] for s in resumed["history"]["steps"]]
     assert [s["loss"] for s in first["history"]["steps"]] == losses_full[:2]
     assert losses_resumed == pytest.approx(losses_full, rel=1e-6, abs=1e-7)
+    assert resumed["loss"] == full["loss"] == LossSettings(action_loss_weight=2.0).to_dict()
     a, b = read_own_weights(tmp_path / "full"), read_own_weights(tmp_path / "split")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
@@ -190,8 +199,14 @@ def test_init_starts_from_the_given_weights_with_changed_loss_weights(data_dir, 
     assert tuned["history"]["epochs"][0]["val_action"] == pytest.approx(base["history"]["epochs"][-1]["val_action"])
     after = read_own_weights(tmp_path / "tuned")
     assert max(float((after[k] - start[k]).abs().max()) for k in start) < 1e-6     # lr ~ 0: weights kept
-    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["config"]["action_loss_weight"] == 7.0
+    # The override is recorded with the run (training.json), not in the model config (config.json).
+    assert json.loads((tmp_path / "tuned" / "training.json").read_text())["loss"]["action_loss_weight"] == 7.0
+    assert tuned["config"]["loss"]["action_loss_weight"] == 7.0
+    assert "action_loss_weight" not in json.loads((tmp_path / "tuned" / "config.json").read_text())["config"]
     assert tuned["initialized_from"] == str(tmp_path / "base")
+    # A run from "tuned" starts with its loss settings (training.json), unless told otherwise.
+    model_config = preset("tiny")
+    assert starting_loss(tmp_path / "tuned", model_config) == LossSettings(action_loss_weight=7.0)
 
     with pytest.raises(ValueError, match="num_layers"):
         train(config(data_dir, cache_dir, tmp_path / "bad", max_steps=1, init=str(tmp_path / "base"),
@@ -206,9 +221,10 @@ def test_state_augmentation_only_while_training(monkeypatch):
 
     seen = []
     monkeypatch.setattr(trainer, "conditioning", lambda model, batch: None)
-    monkeypatch.setattr(trainer, "flow_matching_loss", lambda model, lat, act, state, cond, generator: seen.append(state))
+    monkeypatch.setattr(trainer, "flow_matching_loss",
+                        lambda model, lat, act, state, cond, settings, generator: seen.append(state))
     state = torch.full((256, 14), 0.25)
-    objective = trainer.FlowObjective(torch.nn.Linear(1, 1), state_noise=0.1, state_dropout=0.5)
+    objective = trainer.FlowObjective(torch.nn.Linear(1, 1), LossSettings(), state_noise=0.1, state_dropout=0.5)
     objective.train()
     objective({"state": state, "latents": None, "actions": None}, torch.Generator().manual_seed(0))
     hidden = (seen[0] == 0.5).all(1)
@@ -225,3 +241,50 @@ def test_bad_state_augmentation_is_refused(data_dir, cache_dir, tmp_path):
         train(config(data_dir, cache_dir, tmp_path / "x", state_dropout=1.0), log=lambda s: None)
     with pytest.raises(ValueError, match="state_noise: got -0.1"):
         train(config(data_dir, cache_dir, tmp_path / "x", state_noise=-0.1), log=lambda s: None)
+
+
+# Loss settings of a run that starts from a checkpoint ---------------------------------------------
+def _own_folder(folder: Path, config: dict, training: dict | None = None) -> Path:
+    """An own-format checkpoint folder as far as the loss settings are concerned (no real weights)."""
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "config.json").write_text(json.dumps({"format": "motus_ros/1", "config": config}))
+    if training is not None:
+        (folder / "training.json").write_text(json.dumps(training))
+    return folder
+
+
+def test_old_checkpoint_loss_fields_carry_into_the_loss_settings(tmp_path):
+    cfg = preset("tiny")
+    legacy = {"logit_mean": 0.0, "logit_std": 1.0, "uniform_shift": 3.0, "video_loss_weight": 1.0,
+              "action_loss_weight": 5}
+    old = _own_folder(tmp_path / "old", {**cfg.to_dict(), **legacy}, training={"config": {"overrides": {}}})
+    assert starting_loss(old, cfg) == LossSettings(uniform_shift=3.0, action_loss_weight=5.0)
+    new = _own_folder(tmp_path / "new", cfg.to_dict(), training={"loss": {"video_loss_weight": 0.5}})
+    assert starting_loss(new, cfg) == LossSettings(video_loss_weight=0.5)
+    official = cfg.replace(conventions=OFFICIAL_CONVENTIONS)        # e.g. a converted official checkpoint
+    converted = _own_folder(tmp_path / "converted", official.to_dict())
+    assert starting_loss(converted, official) == LossSettings.official()
+    assert starting_loss(_own_folder(tmp_path / "plain", cfg.to_dict()), cfg) == LossSettings()
+    # Resuming: the state's recorded TrainConfig.loss; a state written before it: the old config.json.
+    assert resumed_loss({"config": json.dumps({"loss": {"logit_std": 0.5}})}, old, cfg) == LossSettings(logit_std=0.5)
+    assert resumed_loss({"config": json.dumps({"overrides": {}})}, old, cfg).action_loss_weight == 5.0
+
+
+def test_shipped_sim_weights_keep_their_loss_weight():
+    from motus_ros.paths import models_dir
+
+    folder = models_dir() / "sim_transfer_cube"
+    if not (folder / "config.json").is_file():
+        pytest.skip("no shipped sim weights in this checkout")
+    if "action_loss_weight" not in json.loads((folder / "config.json").read_text())["config"]:
+        pytest.skip("shipped sim weights written after the loss settings left the model config")
+    # Trained with --set action_loss_weight=5, recorded (then) in config.json's model config.
+    assert starting_loss(folder, preset("small")).action_loss_weight == 5.0
+
+
+def test_overrides_split_into_model_and_loss_fields(data_dir, cache_dir, tmp_path):
+    assert split_overrides({"num_layers": 1, "action_loss_weight": 7, "conventions.video_loss": "all_frames"}) == (
+        {"num_layers": 1, "conventions.video_loss": "all_frames"}, {"action_loss_weight": 7})
+    with pytest.raises(ValueError, match="LossSettings: uniform_shift=0.0, expected > 0"):
+        train(config(data_dir, cache_dir, tmp_path / "x", overrides={"uniform_shift": 0.0}), log=lambda s: None)

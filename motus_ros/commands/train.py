@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default="", help="checkpoint folder (or a previous --out) to continue from")
     p.add_argument("--init", default="",
                    help="start from these weights (a motus_ros or official checkpoint) with a fresh optimizer; "
-                        "--set may still change shape-preserving fields such as action_loss_weight")
+                        "--set may still change shape-preserving model fields and the loss settings "
+                        "(e.g. action_loss_weight; otherwise the checkpoint's are kept)")
     p.add_argument("--cache-dir", default="", help="latent cache folder (default DATA/.latent_cache)")
     p.add_argument("--val-windows", type=int, default=64,
                    help="validation windows for the sampled-action MSE (0 = all; default 64)")
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="training numerics: auto = bf16 autocast on CUDA (as the official code), float32 on CPU")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                   help="override a MotusConfig field of the preset, e.g. --set num_layers=4 (repeatable)")
+                   help="override a MotusConfig field of the preset (e.g. --set num_layers=4) or a loss "
+                        "setting (motus.flow.LossSettings: logit_mean, logit_std, uniform_shift, "
+                        "video_loss_weight, action_loss_weight; recorded in OUT/training.json) (repeatable)")
     p.add_argument("--state-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the state input while training, in normalised units (the "
                         "dataset's joint range is 0..1); makes the policy read the scene from the cameras")
@@ -64,19 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_overrides(items: list[str]) -> dict:
     """--set FIELD=JSON items -> overrides. FIELD is a MotusConfig field, `conventions.NAME` (one
-    convention, e.g. conventions.timestep_sampling=flow_shift) or the legacy `timestep_sampling`."""
+    convention, e.g. conventions.timestep_sampling=flow_shift), the legacy `timestep_sampling`, or a
+    LossSettings field (the training objective; the trainer splits them off, trainer.split_overrides)."""
     from motus_ros.motus.config import Conventions, MotusConfig
+    from motus_ros.motus.flow import LossSettings
     import dataclasses
 
     known = {f.name for f in dataclasses.fields(MotusConfig)} | {"timestep_sampling"}
     known |= {f"conventions.{f.name}" for f in dataclasses.fields(Conventions)}
+    known |= set(LossSettings.field_names())
     out = {}
     for item in items:
         if "=" not in item:
             raise CliError(f"--set {item!r}: expected FIELD=VALUE")
         key, raw = item.split("=", 1)
         if key not in known:
-            raise CliError(f"--set {key}: not a MotusConfig field; known: {', '.join(sorted(known))}")
+            raise CliError(f"--set {key}: not a MotusConfig or LossSettings field; known: {', '.join(sorted(known))}")
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

@@ -15,12 +15,15 @@ tensors appear under alias prefixes (`video_module.video_model.*` = `video_model
 mapped here to diffusers' (`blocks.N.attn1.to_q`). Loading uses torch.load(weights_only=True).
 
 An official checkpoint runs with the official conventions (config.OFFICIAL_CONVENTIONS: the
-condition frame shares the video timestep, text zero-padded to text_len, FlowMatchScheduler(shift 5)
-training timesteps, video loss over all frames, a spare row in the action position table). Beside
+condition frame shares the video timestep, text zero-padded to text_len, FlowMatchScheduler
+training timesteps, video loss over all frames, a spare row in the action position table); the
+training shift 5 is a loss setting (flow.LossSettings.official()), not in the model config. Beside
 the .pt file, an official folder may hold `wan_config.json` (the video expert's Wan config: its
 text_len becomes text_max_len) and `vlm_config.json` (the Qwen3-VL config: the VLM is built from
 it); both are checked against the tensor shapes. Our own format records its conventions in
-config.json; a config.json without them (older checkpoints) has the project's.
+config.json; a config.json without them (older checkpoints) has the project's. Older config.json
+files also hold the training-objective fields (config.LOSS_FIELDS): the model config drops them and
+read_legacy_loss returns them (the trainer starts its loss settings from them).
 
 Stage-2 pretrain layout (official `training_mode: pretrain`, the motus-robotics/Motus release): the
 action expert reads latent actions only, so its input encoder has no state encoder and a position
@@ -39,8 +42,8 @@ from typing import Any
 
 import torch
 
-from .config import (OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, TIME_FREQ_DIM, MotusConfig,
-                     preset, vlm_config_with_rope_theta)
+from .config import (OFFICIAL_CONVENTIONS, TIME_FREQ_DIM, MotusConfig, legacy_loss_fields, preset,
+                     vlm_config_with_rope_theta)
 
 FORMAT = "motus_ros/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -212,7 +215,8 @@ def _own_paths(path: Path) -> tuple[Path, Path]:
     return path, path.with_name(CONFIG_FILE)
 
 
-def read_own_config(path: str | Path) -> MotusConfig:
+def _read_own_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(config.json path, its content) of an own-format checkpoint, format checked."""
     _, cfg_path = _own_paths(Path(path))
     if not cfg_path.is_file():
         raise CheckpointError(f"{path}: no {CONFIG_FILE} beside the weights")
@@ -222,10 +226,27 @@ def read_own_config(path: str | Path) -> MotusConfig:
         raise CheckpointError(f"{cfg_path}: not valid JSON ({exc})") from exc
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{cfg_path}: format '{data.get('format')}', expected '{FORMAT}'")
+    return cfg_path, data
+
+
+def read_own_config(path: str | Path) -> MotusConfig:
+    cfg_path, data = _read_own_meta(path)
     try:
         return MotusConfig.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: bad config ({exc})") from exc
+
+
+def read_legacy_loss(path: str | Path) -> dict[str, Any]:
+    """The training-objective fields (config.LOSS_FIELDS) an older own-format config.json holds in
+    its model config; {} for newer files and for official checkpoints (no config.json)."""
+    if detect_format(path) != "motus_ros":
+        return {}
+    cfg_path, data = _read_own_meta(path)
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_path}: bad config (no 'config' mapping)")
+    return legacy_loss_fields(config)
 
 
 def read_absent_parts(path: str | Path) -> tuple[str, ...]:
@@ -439,7 +460,7 @@ def infer_config(state: dict[str, torch.Tensor], base: MotusConfig | None = None
         num_registers=regs, chunk_size=chunk,
         und_hidden=u_dim, und_ffn_dim=shape("und.blocks.0.ffn.0.weight")[0],
         vlm_hidden=shape("und.vlm_adapter.0.weight")[1],
-        conventions=conventions, uniform_shift=OFFICIAL_TRAIN_SHIFT, sampler_shift=1.0,
+        conventions=conventions, sampler_shift=1.0,
     ) if vdim == heads * head_dim else _bad_width(vdim, heads, head_dim)
 
 

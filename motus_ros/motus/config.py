@@ -1,7 +1,9 @@
 """Model configuration of Motus (arXiv 2512.13030) with the presets `tiny`, `small` and `paper`.
 
 One dataclass describes the three experts (video, action, understanding), the frozen encoders
-(frames <-> latents autoencoder, vision-language model, text encoder) and the flow schedule.
+(frames <-> latents autoencoder, vision-language model, text encoder) and the inference flow
+schedule. The numbers of the training objective (timestep parameters, loss weights) are not model
+fields: they live in motus.flow.LossSettings (LOSS_FIELDS below names them for older files).
 `Conventions` records the choices where the official release (thu-ml/Motus) and this project's
 own presets differ, so that a checkpoint always runs and trains with the ones it was made with.
 """
@@ -22,6 +24,7 @@ PAPER_INFERENCE_STEPS = 10
 NUM_TRAIN_TIMESTEPS = 1000       # Wan convention: the timestep embedding sees t * 1000
 TIME_FREQ_DIM = 256              # sinusoidal timestep features (Wan and the action expert)
 OFFICIAL_TRAIN_SHIFT = 5.0       # official training: FlowMatchScheduler(shift=5), 1000 discrete sigmas
+                                 # (flow.LossSettings.official() / flow.OFFICIAL_LOSS)
 QWEN3_VL_ROPE_THETA = 5_000_000.0  # Qwen3-VL text rope theta (its config.json; transformers 4.x default)
 
 CONDITION_TIMESTEPS = ("zero", "shared")
@@ -31,6 +34,9 @@ VIDEO_LOSSES = ("future_frames", "all_frames")
 ACTION_POSITIONS = ("exact", "spare_row")
 VLM_PROMPTS = ("image_text", "chat_text_image", "chat_image_text")
 TOKENIZER_SOURCES = ("byte", "files")
+# Training-objective fields that model configs held before motus.flow.LossSettings existed: an older
+# config.json still has them. MotusConfig.from_dict drops them (legacy_loss_fields reads them).
+LOSS_FIELDS = ("logit_mean", "logit_std", "uniform_shift", "video_loss_weight", "action_loss_weight")
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,8 @@ class Conventions:
                         sigmoid(logit_mean + logit_std N(0,1)) (project). "shifted_uniform":
                         continuous uniform, shifted by uniform_shift. "flow_shift": uniform over the
                         1000 discrete sigmas of FlowMatchScheduler(shift=uniform_shift), i.e.
-                        shift(1 - k/1000), k = 0..999 (official, shift 5).
+                        shift(1 - k/1000), k = 0..999 (official, shift 5). The parameters named here
+                        are training settings (motus.flow.LossSettings), not part of the model config.
     video_loss          "future_frames": MSE over latent frames 1.. only (project). "all_frames":
                         frame 0 zeroed in prediction and target, mean over all T frames (official).
     action_positions    rows of the fixed sin-cos position table of the action expert. "exact":
@@ -161,14 +168,9 @@ class MotusConfig:
     # tokenizer saved in the checkpoint folder (tokenization.VLM_PROCESSOR_DIR / TEXT_TOKENIZER_DIR).
     vlm_tokenizer: str = "byte"
     text_tokenizer: str = "byte"
-    # Flow matching.
+    # Flow matching at inference (the training objective's numbers: motus.flow.LossSettings).
     num_inference_steps: int = PAPER_INFERENCE_STEPS
     sampler_shift: float = 1.0
-    logit_mean: float = 0.0                       # conventions.timestep_sampling "logit_normal"
-    logit_std: float = 1.0                        # official robotwin.yaml: sigmoid_scale 1.0
-    uniform_shift: float = 1.0                    # "shifted_uniform" and "flow_shift" (official: 5)
-    video_loss_weight: float = 1.0
-    action_loss_weight: float = 1.0
     # Official-vs-project choices (see Conventions); presets keep the project's.
     conventions: Conventions = field(default_factory=Conventions)
 
@@ -216,7 +218,6 @@ class MotusConfig:
         need(self.num_future_frames % self.vae_temporal == 0,
              f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
-        need(self.uniform_shift > 0, f"uniform_shift={self.uniform_shift}, expected > 0")
         need(self.vae_kind in ("wan", "patch"), f"vae_kind='{self.vae_kind}', expected 'wan' or 'patch'")
         for name in ("vlm_tokenizer", "text_tokenizer"):
             need(getattr(self, name) in TOKENIZER_SOURCES,
@@ -238,7 +239,9 @@ class MotusConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MotusConfig":
         """A config from its dict. No 'conventions' (files older than the field) = the project's;
-        a top-level 'timestep_sampling' (the field's old place) sets conventions.timestep_sampling."""
+        a top-level 'timestep_sampling' (the field's old place) sets conventions.timestep_sampling;
+        the training-objective fields of older files (LOSS_FIELDS) are dropped: read them with
+        legacy_loss_fields into a motus.flow.LossSettings."""
         data = _fold_legacy(dict(data))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -248,12 +251,15 @@ class MotusConfig:
 
     def replace(self, **changes: Any) -> "MotusConfig":
         """dataclasses.replace; also takes the legacy `timestep_sampling` and a partial `conventions` dict."""
+        _refuse_loss_fields(changes)
         changes = self._merge_conventions(changes)
         return dataclasses.replace(self, **changes)
 
     def with_overrides(self, overrides: dict[str, Any]) -> "MotusConfig":
         """A copy with fields changed, e.g. from `train --set`; `conventions` may be a partial dict
-        (the other conventions are kept) and `conventions.NAME` keys change one convention."""
+        (the other conventions are kept) and `conventions.NAME` keys change one convention.
+        Training-objective names (LOSS_FIELDS) are refused: they are motus.flow.LossSettings fields."""
+        _refuse_loss_fields(overrides)
         return MotusConfig.from_dict({**self.to_dict(), **self._merge_conventions(dict(overrides))})
 
     def _merge_conventions(self, changes: dict[str, Any]) -> dict[str, Any]:
@@ -271,8 +277,23 @@ class MotusConfig:
         return changes
 
 
+def legacy_loss_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The training-objective fields (LOSS_FIELDS) an older config dict still holds ({} for newer ones)."""
+    return {k: data[k] for k in LOSS_FIELDS if k in data}
+
+
+def _refuse_loss_fields(changes: dict[str, Any]) -> None:
+    moved = sorted(set(changes) & set(LOSS_FIELDS))
+    if moved:
+        raise ValueError(f"MotusConfig: {', '.join(moved)} are training settings, not model fields: set them in "
+                         "motus.flow.LossSettings (TrainConfig.loss, or `motus-ros train --set NAME=VALUE`)")
+
+
 def _fold_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Old top-level 'timestep_sampling' -> conventions.timestep_sampling (the top-level key wins)."""
+    """Old top-level 'timestep_sampling' -> conventions.timestep_sampling (the top-level key wins);
+    old training-objective fields (LOSS_FIELDS) are dropped."""
+    for key in LOSS_FIELDS:
+        data.pop(key, None)
     if "timestep_sampling" in data:
         conv = data.get("conventions")
         conv = conv.to_dict() if isinstance(conv, Conventions) else dict(conv or {})

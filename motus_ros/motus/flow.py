@@ -1,22 +1,108 @@
 """Rectified-flow training objective with independent video and action timesteps (UniDiffuser style).
 
 Loss = w_v * MSE(video velocity) + w_a * MSE(action velocity). The condition latent frame stays
-clean in the input. config.conventions chooses the rest:
-  timestep_sampling  logit_normal | shifted_uniform | flow_shift (official: 1000 discrete sigmas of
-                     FlowMatchScheduler(shift=uniform_shift)), drawn independently for video and action;
+clean in the input. Two inputs decide it: the model's config.conventions (shared with the official
+code, recorded in every checkpoint) and a LossSettings (this module: the numbers of the objective,
+chosen per training run and recorded in the trainer's training.json, not in the model config).
+  timestep_sampling  logit_normal (sigmoid(logit_mean + logit_std N(0,1))) | shifted_uniform |
+                     flow_shift (official: 1000 discrete sigmas of FlowMatchScheduler(shift=
+                     uniform_shift), shift 5 = OFFICIAL_LOSS), drawn independently for video and action;
   video_loss         future_frames (MSE over frames 1..) | all_frames (official: frame 0 zeroed in
                      prediction and target, mean over all T frames, i.e. (T-1)/T of the former);
-  condition_timestep (inside Motus.denoise) whether the condition frame's tokens see t = 0 or t_video.
+  condition_timestep (inside Motus.denoise) whether the condition frame's tokens see t = 0 or t_video;
+  w_v, w_a           LossSettings.video_loss_weight / action_loss_weight.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .config import NUM_TRAIN_TIMESTEPS
+from .config import NUM_TRAIN_TIMESTEPS, OFFICIAL_TRAIN_SHIFT
 from .sampler import shift_timesteps
+
+
+# Here, beside the loss that reads it: the objective is a property of a training run, not of the model.
+@dataclass(frozen=True)
+class LossSettings:
+    """The numbers of the training objective (which distribution and loss form: config.Conventions).
+
+    logit_mean, logit_std  timestep_sampling "logit_normal": t = sigmoid(mean + std N(0,1))
+                           (official robotwin.yaml: sigmoid_scale 1.0)
+    uniform_shift          "shifted_uniform" and "flow_shift": the shift (official: OFFICIAL_TRAIN_SHIFT = 5)
+    video_loss_weight, action_loss_weight   w_v and w_a of the total loss
+    Model configs (config.json) written before this class held these five fields; they are read
+    from there into a LossSettings when a run starts from such a checkpoint (training.trainer).
+    """
+
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    uniform_shift: float = 1.0
+    video_loss_weight: float = 1.0
+    action_loss_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"LossSettings: {f.name}={value!r}, expected a number")
+            object.__setattr__(self, f.name, float(value))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field and the expected value."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"LossSettings: {msg}")
+        for f in dataclasses.fields(self):
+            need(math.isfinite(getattr(self, f.name)), f"{f.name}={getattr(self, f.name)}, expected a finite number")
+        need(self.logit_std > 0, f"logit_std={self.logit_std}, expected > 0")
+        need(self.uniform_shift > 0, f"uniform_shift={self.uniform_shift}, expected > 0")
+        for name in ("video_loss_weight", "action_loss_weight"):
+            need(getattr(self, name) >= 0, f"{name}={getattr(self, name)}, expected >= 0")
+        need(self.video_loss_weight + self.action_loss_weight > 0,
+             "video_loss_weight=0 and action_loss_weight=0, expected at least one > 0")
+
+    @classmethod
+    def official(cls) -> "LossSettings":
+        """The official Motus training objective (FlowMatchScheduler(shift=5), unit weights)."""
+        return OFFICIAL_LOSS
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: "dict[str, Any] | LossSettings | None") -> "LossSettings":
+        """Missing keys take the defaults; unknown keys are an error."""
+        if data is None:
+            return cls()
+        if isinstance(data, LossSettings):
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"LossSettings: expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"LossSettings: unknown fields {unknown}; known fields: {list(cls.field_names())}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "LossSettings":
+        """A copy with some fields changed (unknown names are an error, as in from_dict)."""
+        return LossSettings.from_dict({**self.to_dict(), **changes})
+
+    def describe(self) -> str:
+        kind = {LossSettings(): "default", OFFICIAL_LOSS: "official"}.get(self, "custom")
+        return f"{kind} loss settings: " + ", ".join(f"{k}={v:g}" for k, v in self.to_dict().items())
+
+
+OFFICIAL_LOSS = LossSettings(uniform_shift=OFFICIAL_TRAIN_SHIFT)   # official Motus training (robotwin.yaml)
 
 
 def sample_logit_normal(n: int, mean: float = 0.0, std: float = 1.0, generator=None, device=None) -> torch.Tensor:
@@ -45,14 +131,15 @@ def sample_flow_shift(n: int, shift: float, generator=None, device=None,
     return flow_shift_sigmas(shift, num_train_timesteps).to(k.device)[k]
 
 
-def sample_timesteps(cfg, n: int, generator=None, device=None) -> torch.Tensor:
-    """Training timesteps [n] in [0,1] under cfg.conventions.timestep_sampling."""
+def sample_timesteps(cfg, settings: LossSettings, n: int, generator=None, device=None) -> torch.Tensor:
+    """Training timesteps [n] in [0,1]: the distribution cfg.conventions.timestep_sampling (cfg: the
+    model's MotusConfig) with the parameters of `settings`."""
     kind = cfg.conventions.timestep_sampling
     if kind == "logit_normal":
-        return sample_logit_normal(n, cfg.logit_mean, cfg.logit_std, generator, device)
+        return sample_logit_normal(n, settings.logit_mean, settings.logit_std, generator, device)
     if kind == "flow_shift":
-        return sample_flow_shift(n, cfg.uniform_shift, generator, device)
-    return sample_shifted_uniform(n, cfg.uniform_shift, generator, device)
+        return sample_flow_shift(n, settings.uniform_shift, generator, device)
+    return sample_shifted_uniform(n, settings.uniform_shift, generator, device)
 
 
 def video_loss(cfg, v_video: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -74,13 +161,14 @@ class FlowLoss:
 
 
 def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, cond,
-                       generator: torch.Generator | None = None) -> FlowLoss:
+                       settings: LossSettings, generator: torch.Generator | None = None) -> FlowLoss:
     """latents [B,C,T,h,w] (frame 0 = condition), actions [B,chunk,A] and state [B,S] normalized,
-    cond = model.prepare_conditioning(...). Video and action timesteps are drawn independently."""
+    cond = model.prepare_conditioning(...). model.config gives the shapes and conventions, `settings`
+    the timestep parameters and loss weights. Video and action timesteps are drawn independently."""
     cfg = model.config
     b, device = latents.shape[0], latents.device
-    t_v = sample_timesteps(cfg, b, generator, "cpu").to(device)
-    t_a = sample_timesteps(cfg, b, generator, "cpu").to(device)
+    t_v = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
+    t_a = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
     eps_v = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device)
     eps_a = torch.randn(actions.shape, generator=generator, dtype=torch.float32).to(device)
 
@@ -94,5 +182,5 @@ def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, stat
     target_a = eps_a - actions
     loss_v = video_loss(cfg, v_video, eps_v - latents)
     loss_a = F.mse_loss(v_action.float(), target_a)
-    total = cfg.video_loss_weight * loss_v + cfg.action_loss_weight * loss_a
+    total = settings.video_loss_weight * loss_v + settings.action_loss_weight * loss_a
     return FlowLoss(total, loss_v, loss_a, t_v, t_a)

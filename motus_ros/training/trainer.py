@@ -1,10 +1,14 @@
 """Stage-3 style supervised fine-tuning of Motus on converted episodes (arXiv 2512.13030, Sec. 4).
 
 Objective: the joint video + action rectified-flow loss with independently drawn video and action
-timesteps (motus.flow.flow_matching_loss). The frozen encoders' outputs come from the latent cache
-(latent_cache.py), so epochs after the first never re-encode video. HuggingFace accelerate runs the
-same loop on one CPU or many GPUs (`accelerate launch motus-ros train ...`); batches are sharded by
-process in a seeded order, so a run is reproducible and resumable mid-epoch.
+timesteps (motus.flow.flow_matching_loss): the model config's conventions choose its form,
+TrainConfig.loss (motus.flow.LossSettings: timestep parameters, loss weights) its numbers. A run
+started from a checkpoint keeps that checkpoint's loss settings unless told otherwise
+(starting_loss / resumed_loss); `overrides` (`--set`) change single fields. The frozen encoders'
+outputs come from the latent cache (latent_cache.py), so epochs after the first never re-encode
+video. HuggingFace accelerate runs the same loop on one CPU or many GPUs (`accelerate launch
+motus-ros train ...`); batches are sharded by process in a seeded order, so a run is reproducible
+and resumable mid-epoch.
 
 Outputs in `out/`:
   model.safetensors, config.json   final weights (motus.checkpoint format: load_policy(checkpoint=out))
@@ -12,7 +16,8 @@ Outputs in `out/`:
   checkpoint-last/                 weights + training_state.pt (optimizer, scheduler, step, epoch,
                                    position in the epoch, RNG states, history): `--resume`
   metrics.json                     per-step and per-epoch losses, validation action MSE, timings
-  training.json                    summary: hardware, data size, duration, final numbers, tasks
+  training.json                    summary: hardware, data size, duration, final numbers, tasks,
+                                   the loss settings ("loss"; also in "config")
   loss.png                         loss curves (matplotlib, Agg backend)
 """
 from __future__ import annotations
@@ -25,7 +30,7 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +38,14 @@ import torch
 from torch import nn
 
 from motus_ros.motus.checkpoint import save_checkpoint
-from motus_ros.motus.flow import flow_matching_loss
+from motus_ros.motus.flow import LossSettings, flow_matching_loss
 from motus_ros.motus.sampler import FlowMatchEulerSampler
 
 from . import dataset as ds
 from .latent_cache import LatentCache, build_or_open
 
 STATE_FILE = "training_state.pt"
+SUMMARY_FILE = "training.json"
 LAST = "checkpoint-last"
 VAL_SEED_OFFSET = 1_000_003    # validation noise is drawn from its own generator: comparable across epochs
 
@@ -67,7 +73,12 @@ class TrainConfig:
     val_steps: int = 0                # Euler steps of the sampled actions (0 = the preset's)
     save_every: int = 0               # also checkpoint every N steps (0 = at epoch ends only)
     encode_batch: int = 4
-    overrides: dict = field(default_factory=dict)   # MotusConfig fields changed from the preset
+    # `--set` items: MotusConfig fields changed from the preset, and LossSettings fields changed from
+    # the loss settings below (split by split_overrides).
+    overrides: dict = field(default_factory=dict)
+    # The training objective's numbers; None = the starting point's: the resumed run's, the --init
+    # checkpoint's (starting_loss), or the defaults for a fresh preset. The run records the result here.
+    loss: LossSettings | None = None
     progress: bool = True
     # Proprioception augmentation (normalised units, where the dataset's range of a joint is 0..1).
     # Scripted and teleoperated trajectories make the joint state reveal where the arm is heading, so
@@ -80,6 +91,17 @@ class TrainConfig:
     # official code trains), float32 otherwise; "fp32"; "bf16" (CUDA only). Weights stay float32.
     precision: str = "auto"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.loss, dict):                 # e.g. rebuilt from a recorded asdict()
+            self.loss = LossSettings.from_dict(self.loss)
+
+
+def split_overrides(overrides: dict) -> tuple[dict, dict]:
+    """(MotusConfig overrides, LossSettings overrides) of TrainConfig.overrides."""
+    names = set(LossSettings.field_names())
+    return ({k: v for k, v in overrides.items() if k not in names},
+            {k: v for k, v in overrides.items() if k in names})
+
 
 def check_config(cfg: "TrainConfig") -> None:
     """Clear errors for values the loop cannot use."""
@@ -87,6 +109,9 @@ def check_config(cfg: "TrainConfig") -> None:
         raise ValueError(f"state_noise: got {cfg.state_noise}, expected >= 0 (normalised units)")
     if not 0.0 <= cfg.state_dropout < 1.0:
         raise ValueError(f"state_dropout: got {cfg.state_dropout}, expected a probability in [0, 1)")
+    if cfg.loss is not None and not isinstance(cfg.loss, LossSettings):
+        raise ValueError(f"loss: got {type(cfg.loss).__name__}, expected a LossSettings (or None)")
+    LossSettings().replace(**split_overrides(cfg.overrides)[1])     # bad loss values fail before any work
     mixed_precision(cfg.precision, cfg.device)
 
 
@@ -105,9 +130,10 @@ def mixed_precision(precision: str, device: str) -> str:
 class FlowObjective(nn.Module):
     """Wraps Motus so the loss runs through forward() (what DDP synchronises)."""
 
-    def __init__(self, model, state_noise: float = 0.0, state_dropout: float = 0.0):
+    def __init__(self, model, settings: LossSettings, state_noise: float = 0.0, state_dropout: float = 0.0):
         super().__init__()
         self.model = model
+        self.settings = settings
         self.state_noise, self.state_dropout = float(state_noise), float(state_dropout)
 
     def forward(self, batch: dict, generator: torch.Generator):
@@ -115,7 +141,7 @@ class FlowObjective(nn.Module):
         state = batch["state"]
         if self.training:
             state = augment_state(state, self.state_noise, self.state_dropout, generator)
-        return flow_matching_loss(self.model, batch["latents"], batch["actions"], state, cond,
+        return flow_matching_loss(self.model, batch["latents"], batch["actions"], state, cond, self.settings,
                                   generator=generator)
 
 
@@ -218,7 +244,7 @@ def sample_actions_vla(model, batch: dict, steps: int, generator: torch.Generato
 
 @torch.no_grad()
 def validate(model, table: WindowTable | None, batch_size: int, seed: int, device, sample_windows: int,
-             steps: int) -> dict[str, float]:
+             steps: int, settings: LossSettings) -> dict[str, float]:
     """Flow loss (fixed noise) on every validation window + VLA action MSE on the first ones."""
     if table is None or len(table) == 0:
         return {}
@@ -231,7 +257,7 @@ def validate(model, table: WindowTable | None, batch_size: int, seed: int, devic
         items = list(range(start, min(n, start + batch_size)))
         batch = table.batch(items, device)
         loss = flow_matching_loss(model, batch["latents"], batch["actions"], batch["state"],
-                                  conditioning(model, batch), generator=g)
+                                  conditioning(model, batch), settings, generator=g)
         for key, value in (("loss", loss.total), ("video", loss.video), ("action", loss.action)):
             totals[key] += float(value) * len(items)
     out = {f"val_{k}": v / n for k, v in totals.items()}
@@ -338,8 +364,8 @@ def hardware(accelerator) -> dict:
 
 # The loop ------------------------------------------------------------------------------------------
 def init_model(path: str, preset_config, overrides: dict, seed: int):
-    """A model holding the weights of checkpoint `path` (either format), its config changed by
-    `overrides` (e.g. loss weights); an override that changes a weight's shape is refused."""
+    """A model holding the weights of checkpoint `path` (either format), its config changed by the
+    MotusConfig `overrides` (e.g. sampler_shift); an override that changes a weight's shape is refused."""
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
     from motus_ros.motus.tokenization import attach_tokenizers
@@ -356,9 +382,44 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
     if changed or mine.keys() != theirs.keys():
         raise ValueError(f"--init {path}: --set {', '.join(sorted(overrides))} changes the model's weights "
                          f"({len(changed)} shapes differ, e.g. {changed[:3]}); only shape-preserving fields "
-                         "(loss weights, sampling) can be changed when starting from a checkpoint")
+                         "(e.g. sampler_shift, conventions.timestep_sampling) and the loss settings can be "
+                         "changed when starting from a checkpoint")
     model.load_state_dict(theirs)
     return model.train()
+
+
+def starting_loss(path: str | Path, model_config) -> LossSettings:
+    """The loss settings a run started from checkpoint `path` (--init) begins with, before --set:
+    the training-objective fields of an older config.json (config.LOSS_FIELDS, missing ones at
+    their defaults); else the "loss" of the training.json beside the weights (this trainer's
+    output); else, for a model with the official conventions (an official checkpoint or its
+    conversion), the official settings (shift 5); else the defaults."""
+    from motus_ros.motus.checkpoint import detect_format, own_folder, read_legacy_loss
+    from motus_ros.motus.config import OFFICIAL_CONVENTIONS
+
+    legacy = read_legacy_loss(path)
+    if legacy:
+        return LossSettings.from_dict(legacy)
+    record = own_folder(path) / SUMMARY_FILE
+    if detect_format(path) == "motus_ros" and record.is_file():
+        try:
+            recorded = json.loads(record.read_text()).get("loss")
+        except (OSError, json.JSONDecodeError, AttributeError) as exc:
+            raise ValueError(f"{record}: unreadable ({exc})") from exc
+        if recorded is not None:
+            return LossSettings.from_dict(recorded)
+    if model_config.conventions == OFFICIAL_CONVENTIONS:
+        return LossSettings.official()
+    return LossSettings()
+
+
+def resumed_loss(state: dict, folder: Path, model_config) -> LossSettings:
+    """The loss settings recorded in a training state (TrainConfig.loss); states written before
+    the field existed had them in the checkpoint's config.json (starting_loss reads those)."""
+    recorded = json.loads(state.get("config") or "{}").get("loss")
+    if recorded is not None:
+        return LossSettings.from_dict(recorded)
+    return starting_loss(folder, model_config)
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -396,23 +457,31 @@ class _TrainingRun:
 
     # Set-up -------------------------------------------------------------------------------------
     def load_model(self) -> None:
-        """The weights to train: a resumed checkpoint, --init weights, or the (overridden) preset's."""
+        """The weights to train: a resumed checkpoint, --init weights, or the (overridden) preset's;
+        and the loss settings (TrainConfig.loss, else the starting point's, then the overrides)."""
         from motus_ros.motus.checkpoint import load_checkpoint
         from motus_ros.motus.config import preset as make_preset
         from motus_ros.motus.model import build_model
 
         cfg = self.cfg
+        model_overrides, loss_overrides = split_overrides(cfg.overrides)
         if self.resume_dir:
             model, _ = load_checkpoint(self.resume_dir, device="cpu")
+            base = resumed_loss(self.state, self.resume_dir, model.config)
         elif cfg.init:
-            model = init_model(cfg.init, make_preset(cfg.preset), cfg.overrides, cfg.seed)
+            model = init_model(cfg.init, make_preset(cfg.preset), model_overrides, cfg.seed)
+            base = starting_loss(cfg.init, model.config)
         else:
             mcfg = make_preset(cfg.preset)
-            if cfg.overrides:
-                mcfg = mcfg.with_overrides({**cfg.overrides, "name": f"{cfg.preset}-custom"})
+            if model_overrides:
+                mcfg = mcfg.with_overrides({**model_overrides, "name": f"{cfg.preset}-custom"})
             model = build_model(mcfg, device="cpu", seed=cfg.seed)
+            base = LossSettings()
         self.model = model.to(self.device)
         self.mcfg = model.config
+        self.loss = (cfg.loss if cfg.loss is not None else base).replace(**loss_overrides)
+        self.cfg = replace(cfg, loss=self.loss)           # recorded in training_state.pt and training.json
+        self.log(f"[train] {self.loss.describe()}")
 
     def load_data(self) -> None:
         """Dataset, train/val windows and the latent cache (encoded once, by the main process)."""
@@ -439,7 +508,7 @@ class _TrainingRun:
     def make_optimizer(self) -> None:
         """AdamW with warm-up and cosine decay over the planned epochs, prepared by accelerate."""
         cfg, acc = self.cfg, self.accelerator
-        objective = FlowObjective(self.model, cfg.state_noise, cfg.state_dropout)
+        objective = FlowObjective(self.model, self.loss, cfg.state_noise, cfg.state_dropout)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
         per_epoch = len(epoch_batches(len(self.train_table), cfg.batch_size, cfg.seed, 0, acc.process_index,
@@ -479,7 +548,7 @@ class _TrainingRun:
     def run_validation(self) -> dict:
         t = time.perf_counter()
         res = validate(self.inner, self.val_table, self.cfg.batch_size, self.cfg.seed, self.device,
-                       self.cfg.val_windows, self.cfg.val_steps or self.mcfg.num_inference_steps)
+                       self.cfg.val_windows, self.cfg.val_steps or self.mcfg.num_inference_steps, self.loss)
         res.update({"epoch": self.epoch, "step": self.step, "validation_s": round(time.perf_counter() - t, 2)})
         return res
 
@@ -572,7 +641,7 @@ class _TrainingRun:
             (self.out / "metrics.json").write_text(json.dumps(self.history, indent=1))
             plot_losses(self.history, self.out / "loss.png")
             summary = self.summary()
-            (self.out / "training.json").write_text(json.dumps(summary, indent=2))
+            (self.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
             self.log(f"[train] done: {self.step} steps in {self.train_s:.0f} s of training ({self.stop_reason}); "
                      f"weights in {self.out}")
         self.accelerator.wait_for_everyone()
@@ -593,6 +662,7 @@ class _TrainingRun:
                      "train_windows": len(self.train_wins), "val_windows": len(self.val_wins), "tasks": data.tasks},
             "steps": self.step, "epochs_completed": self.epoch, "stop_reason": self.stop_reason,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "initialized_from": cfg.init or None,
+            "loss": self.loss.to_dict(),
             "latent_cache": {"folder": str(self.cache.folder), "encoded_this_run": self.cache.built,
                              "encode_s": round(self.encode_s, 1)},
             "train_time_s": round(self.train_s, 1), "wall_time_s": round(time.perf_counter() - self.started, 1),
@@ -611,4 +681,4 @@ def _fmt(res: dict) -> str:
 
 
 __all__ = ["FlowObjective", "TrainConfig", "epoch_batches", "lr_lambda", "plot_losses", "resolve_resume",
-           "sample_actions_vla", "train", "validate"]
+           "resumed_loss", "sample_actions_vla", "split_overrides", "starting_loss", "train", "validate"]

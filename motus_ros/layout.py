@@ -34,6 +34,25 @@ def camera_info_topic(camera: str) -> str:
     return f"/camera_{camera}/color/camera_info"
 
 
+# How a node reads a camera: sensor_msgs/Image on the image topic, or sensor_msgs/CompressedImage
+# (JPEG) on image_transport's compressed topic beside it.
+IMAGE_TRANSPORTS = ("raw", "compressed")
+
+
+def compressed_topic(topic: str) -> str:
+    """image_transport naming: /camera/image_raw -> /camera/image_raw/compressed."""
+    return topic.rstrip("/") + "/compressed"
+
+
+def camera_transport_topic(camera: str, transport: str = "raw") -> str:
+    """A camera's image topic for `transport` (IMAGE_TRANSPORTS): raw = camera_image_topic,
+    compressed = its image_transport compressed topic."""
+    if transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image_transport: got {transport!r}, expected one of {list(IMAGE_TRANSPORTS)}")
+    topic = camera_image_topic(camera)
+    return compressed_topic(topic) if transport == "compressed" else topic
+
+
 # Default topic and service names of the graph (all remappable).
 TOPICS = {
     "joint_states": "/puppet/joint_states",

@@ -78,29 +78,13 @@ def scene_frames(height: int, width: int) -> dict:
         world.close()
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    import cv2  # noqa: PLC0415
-
-    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("OpenCV could not JPEG-encode the frame")
-    return buf.tobytes()
-
-
-def decode_jpeg(data) -> np.ndarray:
-    import cv2  # noqa: PLC0415
-
-    bgr = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("CompressedImage: not a decodable JPEG")
-    return bgr[:, :, ::-1]
-
-
 def jpeg_psnr(rgb: np.ndarray, quality: int) -> float:
-    """PSNR (dB, peak 255) of a JPEG round trip of one frame."""
+    """PSNR (dB, peak 255) of a JPEG round trip of one frame, through the codec the cameras use."""
+    from motus_ros.data.image_codec import decode_array, encode_array  # noqa: PLC0415
     from motus_ros.training.evaluation import psnr  # noqa: PLC0415
 
-    return psnr(decode_jpeg(encode_jpeg(rgb, quality)), rgb)
+    fmt, data = encode_array(rgb, "rgb8", "jpeg", quality)
+    return psnr(decode_array(data, fmt), rgb)
 
 
 # -- child: publishes cameras (and optionally joint states) -------------------------------------
@@ -109,6 +93,7 @@ def run_publisher(args) -> int:
     from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: PLC0415
 
     from motus_ros.layout import JOINT_NAMES, TOPICS  # noqa: PLC0415
+    from motus_ros.ros.images import numpy_to_compressed  # noqa: PLC0415
     from motus_ros.stamps import to_time_msg  # noqa: PLC0415
 
     rclpy.init()
@@ -144,8 +129,7 @@ def run_publisher(args) -> int:
         for cam in ([CAMERAS[n % slots]] if slots > 1 else CAMERAS):
             if jpeg:   # a camera driver encodes every frame it sends: so does the bench
                 t0 = time.perf_counter()
-                msg = CompressedImage(format="rgb8; jpeg compressed bgr8",
-                                      data=encode_jpeg(frames[cam], args.jpeg_quality))
+                msg = numpy_to_compressed(frames[cam], "rgb8", args.jpeg_quality)
                 encode_s.append(time.perf_counter() - t0)
             else:
                 msg = msgs[cam]
@@ -232,7 +216,7 @@ def run_receiver(args) -> int:
     from rclpy.serialization import deserialize_message  # noqa: PLC0415
     from sensor_msgs.msg import CompressedImage, Image  # noqa: PLC0415
 
-    from motus_ros.ros.images import image_to_numpy  # noqa: PLC0415
+    from motus_ros.ros.images import compressed_to_numpy, image_to_numpy  # noqa: PLC0415
 
     rclpy.init()
     node = rclpy.create_node("bench_camera_receiver")
@@ -247,7 +231,7 @@ def run_receiver(args) -> int:
         received_bytes[0] += len(data)
         t0 = time.perf_counter()
         msg = deserialize_message(data, msg_type)
-        decode_jpeg(msg.data) if jpeg else image_to_numpy(msg)
+        compressed_to_numpy(msg) if jpeg else image_to_numpy(msg)
         decode_s.append(time.perf_counter() - t0)
         latency[cam].append(arrived - to_seconds(msg.header.stamp))
     for cam in CAMERAS:
@@ -273,15 +257,17 @@ def measure_policy(args) -> dict:
     from motus_msgs.msg import ActionChunk  # noqa: PLC0415
 
     env = _env(args.domain, True)
+    transport = "compressed" if args.compression == "jpeg" else "raw"
     policy = subprocess.Popen(
         [sys.executable, "-m", "motus_ros.nodes.policy_node", "--ros-args",
          "-p", "preset:=tiny", "-p", "instruction:=benchmark", "-p", f"steps:={args.steps}",
-         "-p", "max_observation_age_s:=0.5", "-p", "tick_rate_hz:=30.0"],
+         "-p", "max_observation_age_s:=0.5", "-p", "tick_rate_hz:=30.0", "-p", f"image_transport:={transport}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     total = args.policy_timeout + args.policy_duration
     cams = _child(["--role", "publisher", "--stagger", str(args.stagger), "--duration", str(total), "--rate", str(args.rate),
                    "--width", str(args.width), "--height", str(args.height), "--joint-states",
-                   "--match-timeout", str(args.match_timeout)], env)
+                   "--match-timeout", str(args.match_timeout), "--compression", args.compression,
+                   "--jpeg-quality", str(args.jpeg_quality), "--transport", args.transport], env)
     os.environ.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                       FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA)
     context = rclpy.Context()
@@ -321,7 +307,7 @@ def measure_policy(args) -> dict:
         cams.communicate(timeout=20)
     if not latencies:
         return {"error": f"no chunk within {args.policy_timeout:g} s; policy stderr: {err[-600:]!r}"}
-    return {"preset": "tiny", "steps": args.steps, "chunks": len(latencies),
+    return {"preset": "tiny", "steps": args.steps, "chunks": len(latencies), "image_transport": transport,
             "first_chunk_after_s": round(first_at - start, 2),
             "camera_stamp_to_chunk": _percentiles(latencies),
             "node_inference_latency": _percentiles(node_latencies)}

@@ -18,6 +18,8 @@ Output layout of `convert(..., out)` (format "motus"):
         frames         (F,384,320,3) uint8 RGB, the three cameras tiled (the policy's
                                       transforms.tile_cameras; tiling.py when absent)
 
+Camera topics may hold sensor_msgs/Image or sensor_msgs/CompressedImage (JPEG/PNG, on
+`<topic>/compressed`, as recorded with image_transport compressed); both are decoded to RGB.
 Columns follow layout.JOINT_NAMES ([left 6 joints, left gripper, right 6, right gripper]).
 Joint values are linearly interpolated at each control step; camera frames are the nearest
 recorded image (the largest gap is stored per camera in episode.json).
@@ -406,8 +408,12 @@ def stream_frames(contents: BagContents, times_abs: np.ndarray,
             if i not in targets:
                 continue
             msg = store.deserialize_cdr(raw, conn.msgtype)
-            img = (image_codec.decode_compressed(msg) if conn.msgtype == bag_types.COMPRESSED_IMAGE_TYPE
-                   else image_codec.image_to_rgb(msg))
+            try:   # CompressedImage (JPEG/PNG, e.g. recorded with image_transport compressed) or Image
+                compressed = conn.msgtype == bag_types.COMPRESSED_IMAGE_TYPE
+                img = (image_codec.decode_compressed(msg) if compressed
+                       else image_codec.image_to_rgb(msg))
+            except ValueError as exc:
+                raise ConvertError(f"camera {cam}: message {i} on {conn.topic}: {exc}") from None
             for out_i in targets[i]:
                 pending[cam][out_i] = img
             while next_out[cam] in pending[cam]:  # deliver in order even if stamps are not

@@ -65,6 +65,8 @@ class RecordingSession:
         """Record topic from now on, stored with the QoS profiles its publishers offer (rosbags
         Qos); returns the topic name used in the bag."""
         msgtype = bag_types.normalize_type(msgtype)
+        # Only raw Images are re-encoded; a CompressedImage (a camera's image_transport compressed
+        # topic) is stored under its own name and type, byte for byte as received.
         compress = self.compression != "none" and msgtype == bag_types.IMAGE_TYPE
         out_topic = image_codec.compressed_topic(topic) if compress else topic
         out_type = bag_types.COMPRESSED_IMAGE_TYPE if compress else msgtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from motus_ros import layout
-from motus_ros.data.types import normalize_type
+from motus_ros.data.types import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, normalize_type
 
 ALL_TOPICS = "*"
 
@@ -42,6 +42,29 @@ def parse_topic_specs(items: list[str], field: str = "topics") -> list[TopicSpec
             raise ValueError(f"{field}: topic {spec.topic} listed twice with different types")
         seen[spec.topic] = spec
     return list(seen.values())
+
+
+def apply_image_transport(specs: list[TopicSpec], transport: str,
+                          field: str = "image_transport") -> list[TopicSpec]:
+    """The specs a recorder reading cameras over `transport` (layout.IMAGE_TRANSPORTS) records.
+
+    raw: unchanged. compressed: every entry typed sensor_msgs/msg/Image becomes image_transport's
+    `<topic>/compressed` typed sensor_msgs/msg/CompressedImage, recorded as received (no
+    re-encoding). Untyped entries and '*' are left as they are (their type comes from the graph).
+    """
+    if transport not in layout.IMAGE_TRANSPORTS:
+        raise ValueError(f"{field}: got {transport!r}, expected one of {list(layout.IMAGE_TRANSPORTS)}")
+    if transport == "raw":
+        return list(specs)
+    out: dict[str, TopicSpec] = {}
+    for spec in specs:
+        if spec.msgtype == IMAGE_TYPE:
+            spec = TopicSpec(layout.compressed_topic(spec.topic), COMPRESSED_IMAGE_TYPE)
+        if spec.topic in out and out[spec.topic] != spec:
+            raise ValueError(f"{field}: {transport} turns an Image entry into {spec.topic}, also "
+                             f"listed as {out[spec.topic].msgtype}")
+        out[spec.topic] = spec
+    return list(out.values())
 
 
 def default_topic_specs() -> list[str]:

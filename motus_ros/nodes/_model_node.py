@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from std_msgs.msg import String
 
-from motus_ros.layout import CAMERAS, TOPICS
+from motus_ros.layout import CAMERAS, IMAGE_TRANSPORTS, TOPICS
 from motus_ros.motus.backends import BackendUnavailable
 from motus_ros.ros.managed import AUTOSTART, ManagedNode
 from motus_ros.nodes._observation import ObservationInput
@@ -37,6 +37,9 @@ INPUT_PARAMS = [
     Param("image_reliability", "reliable", "camera subscription QoS: reliable, or best_effort "
           "for a camera driver that publishes best effort (see motus_ros/ros/qos.py)",
           choices=IMAGE_RELIABILITY),
+    Param("image_transport", "raw", "camera input: raw (sensor_msgs/Image on the image topics) or "
+          "compressed (sensor_msgs/CompressedImage, JPEG, on <image topic>/compressed; decoded once "
+          "per inference)", choices=IMAGE_TRANSPORTS),
 ]
 # ... and how often it runs and reports.
 RATE_PARAMS = [
@@ -91,7 +94,8 @@ class ModelNode(ManagedNode):
         self.last_error = ""
         self.inputs = ObservationInput(self, self.params["cameras"], self.params["sync_tolerance_s"],
                                        self.params["max_observation_age_s"],
-                                       image_reliability=self.params["image_reliability"])
+                                       image_reliability=self.params["image_reliability"],
+                                       image_transport=self.params["image_transport"])
         self.create_subscription(String, TOPICS["instruction"], self._on_instruction, 10)
 
     def finish_init(self) -> None:

@@ -1,7 +1,9 @@
-"""Camera node: one or several cameras (realsense | opencv | replay) -> Image + CameraInfo.
+"""Camera node: one or several cameras (realsense | opencv | replay) -> Image/CompressedImage + CameraInfo.
 
-Each camera runs in its own reader thread (device reads block), publishes with sensor-data QoS on
-/camera_<name>/color/image_raw and /camera_<name>/color/camera_info, and reopens its device after
+Each camera runs in its own reader thread (device reads block), publishes on
+/camera_<name>/color/image_raw (sensor_msgs/Image) and/or /camera_<name>/color/image_raw/compressed
+(sensor_msgs/CompressedImage, JPEG, encoded once per frame in that thread), as `image_transport`
+says (raw | compressed | both), and /camera_<name>/color/camera_info, and reopens its device after
 an error every `retry_period_s`. Device errors become /diagnostics entries, never crashes.
 In simulation the sim node publishes the camera topics itself (see motus_ros/cameras/sim.py).
 
@@ -12,10 +14,10 @@ backends. A bad parameter (an unknown backend, a missing source) fails at start-
 autostart setting.
 
 Parameters (all cameras): robot, cameras, backend, width, height, fps, loop, replay_rate, restamp,
-retry_period_s, read_timeout_s, stale_after_s, autostart; per camera <name>.backend, <name>.serial,
-<name>.source, <name>.topic, <name>.frame_id, <name>.calibration. Live: retry_period_s,
-read_timeout_s, stale_after_s, diagnostics_period_s; the rest are read-only (a device opened with
-them would have to be reopened).
+retry_period_s, read_timeout_s, stale_after_s, image_transport, jpeg_quality, autostart; per camera
+<name>.backend, <name>.serial, <name>.source, <name>.topic, <name>.frame_id, <name>.calibration.
+Live: retry_period_s, read_timeout_s, stale_after_s, diagnostics_period_s, jpeg_quality (from the
+next frame); the rest are read-only (a device opened with them would have to be reopened).
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import time
 from motus_ros.ros import diagnostics as diag
 from motus_ros.cameras.base import CameraBackend, CameraError, EndOfStream
 from motus_ros.cameras.calibration import resolve_intrinsics
-from motus_ros.cameras.publisher import CameraPublisher
+from motus_ros.cameras.publisher import PUBLISH_TRANSPORTS, CameraPublisher
 from motus_ros.cameras.registry import BACKENDS, make_backend
 from motus_ros.cameras.sim import SIM_NODE_HINT
 from motus_ros.layout import CAMERAS, camera_image_topic
@@ -57,6 +59,11 @@ GLOBAL_PARAMS = [
     Param("reliability", "reliable", "image QoS reliability: reliable (default: best effort lost "
           "most 640x480 frames here, see motus_ros/ros/qos.py) or best_effort (sensor-data style)",
           choices=IMAGE_RELIABILITY),
+    Param("image_transport", "raw", "what each camera publishes: raw (sensor_msgs/Image on "
+          "<image topic>), compressed (sensor_msgs/CompressedImage, JPEG, on <image topic>/compressed, "
+          "image_transport naming) or both", choices=PUBLISH_TRANSPORTS),
+    Param("jpeg_quality", 90, "JPEG quality (1-100) of the compressed images", min=1, max=100,
+          live=True),
     AUTOSTART,
 ]
 
@@ -91,7 +98,9 @@ class CameraStream:
         intr, self.intrinsics_source = resolve_intrinsics(
             opts["robot"], name, opts["width"], opts["height"], path=opts["calibration"] or None)
         self.publisher = CameraPublisher(node, name, intr, opts["frame_id"] or None,
-                                         qos=image_qos(opts["reliability"]))
+                                         qos=image_qos(opts["reliability"]),
+                                         transport=opts["image_transport"],
+                                         jpeg_quality=opts["jpeg_quality"])
 
     # -- thread -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -168,7 +177,7 @@ class CameraStream:
             stamp = to_time_msg(frame.stamp) if frame.stamp is not None \
                 else self.node.get_clock().now().to_msg()
             try:
-                self.publisher.publish(frame.image, stamp)
+                self.publisher.publish(frame.image, stamp)   # JPEG-encodes here (image_transport)
             except Exception as exc:  # noqa: BLE001 - e.g. context shut down while stopping
                 if self._stop.is_set():
                     return
@@ -182,7 +191,8 @@ class CameraStream:
     def status(self, stale_after: float):
         values = {"backend": self.backend.description, "frames": self.frames, "errors": self.errors,
                   "reconnects": self.reconnects, "intrinsics": self.intrinsics_source,
-                  "hardware_timestamps": self.hardware_stamps}
+                  "hardware_timestamps": self.hardware_stamps,
+                  "image_transport": self.publisher.transport}
         name = f"camera_node: {self.name}"
         if self.ended:
             return diag.status(name, diag.WARN, f"stream ended: {self.last_error}", values)
@@ -251,6 +261,9 @@ class CameraNode(ManagedNode):
         # retry_period_s, read_timeout_s and stale_after_s are read where they are used.
         if "diagnostics_period_s" in changed:
             self._diag_timer.timer_period_ns = int(changed["diagnostics_period_s"] * 1e9)
+        if "jpeg_quality" in changed:   # read by each publisher at its next frame
+            for stream in self.streams:
+                stream.publisher.jpeg_quality = int(changed["jpeg_quality"])
 
     # -- lifecycle ----------------------------------------------------------------------------
     def configure(self) -> None:

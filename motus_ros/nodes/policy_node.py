@@ -12,6 +12,9 @@ stamped with the observation time. In JOINT mode the predicted frames go out as 
 Mode: the service /motus/set_mode (SetMode) is the one way to change it at run time (the `mode`
 parameter is the start value); the node reports the mode in force on /motus/mode (InferenceMode,
 latched), so recorders and late subscribers see it. Only VLA and JOINT are accepted here.
+Cameras are read raw (sensor_msgs/Image) or, with `image_transport: compressed`, as JPEG
+sensor_msgs/CompressedImage on <image topic>/compressed (decoded once per inference; a frame that
+does not decode skips that tick with a warning naming the camera).
 Live parameters: instruction, steps, tick_rate_hz, sync_tolerance_s, max_observation_age_s,
 control_rate_hz, video_rate_hz, diagnostics_period_s, inference_timeout_s; the rest are read-only.
 """
@@ -150,7 +153,7 @@ class PolicyNode(ModelNode):
             return
         result, observation = self.inputs.assemble()
         if observation is None:
-            self.last_reason = result.reason
+            self.last_reason = result.reason    # an undecodable frame is logged by self.inputs
             if result.stale:
                 self.get_logger().warning(result.reason, throttle_duration_sec=5.0)
             return
@@ -218,7 +221,8 @@ class PolicyNode(ModelNode):
             level, message = diag.WARN, "inactive"
         elif self.last_reason:
             stale = any(k in self.last_reason
-                        for k in ("stale", "no data", "out of sync", "no instruction"))
+                        for k in ("stale", "no data", "out of sync", "no instruction",
+                                  "undecodable"))
             level = diag.ERROR if stale else diag.OK
             message = f"not publishing: {self.last_reason}" if stale else self.last_reason
         else:

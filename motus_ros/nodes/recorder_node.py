@@ -1,17 +1,20 @@
 """Recorder node: teleoperation / policy episodes to rosbag2 MCAP bags, one bag per episode.
 
 Subscriptions are raw (`raw=True`): the serialized CDR received is what the bag stores (images
-re-encoded only when image_compression is jpeg/png). Services start and stop episodes; the
-episode.json sidecar in each bag folder holds the metadata (robot, task, operator, times,
-counts, calibration files with hashes). Free disk is checked before and during recording.
+re-encoded only when image_compression is jpeg/png). With image_transport compressed, the topics
+listed as sensor_msgs/msg/Image are recorded from their image_transport `<topic>/compressed`
+instead: the cameras' own JPEG sensor_msgs/CompressedImage, stored byte for byte as received.
+Services start and stop episodes; the episode.json sidecar in each bag folder holds the metadata
+(robot, task, operator, times, counts, calibration files with hashes). Free disk is checked
+before and during recording.
 Each bag is split into MCAP files of at most `max_bag_duration_s` (closed files survive a crash
 intact), and its topics carry the publishers' offered_qos_profiles (see data/bag_writer.py).
 
 Live parameters: the disk limit and the check periods apply at once, exclude_topics at the next
 graph scan, and the per-episode settings (robot_profile, image_compression, jpeg_quality, png_level,
 queue bounds, flush_period_s, fsync, max_bag_duration_s, calibration_files, stop_timeout_s) from
-the next episode: a running bag keeps the settings it was opened with. output_dir, topics, the QoS
-choices and autostart_task are read-only.
+the next episode: a running bag keeps the settings it was opened with. output_dir, topics,
+image_transport, the QoS choices and autostart_task are read-only.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from motus_ros.data import types as bag_types
 from motus_ros.data.bag_writer import dump_qos, qos_from_rclpy
 from motus_ros.data.image_codec import COMPRESSIONS
 from motus_ros.data.recording import RecordingSession
-from motus_ros.data.topics import ALL_TOPICS, adapt_qos, default_topic_specs, parse_topic_specs
+from motus_ros.data.topics import (ALL_TOPICS, adapt_qos, apply_image_transport, default_topic_specs,
+                                   parse_topic_specs)
 from motus_ros.ros.run import run_node
 from motus_ros.params import Param, ParameterError, declare_parameters
 
@@ -48,8 +52,13 @@ PARAMS = [
           "(type taken from the graph) or '*' (every topic in the graph)"),
     Param("exclude_topics", ["/rosout", "/parameter_events", "/diagnostics"],
           "topics never recorded when 'topics' contains '*'", live=True),
+    Param("image_transport", "raw", "how the cameras are read: raw (the topics as listed) or "
+          "compressed (each sensor_msgs/msg/Image entry of 'topics' recorded from <topic>/compressed "
+          "as the sensor_msgs/CompressedImage the camera publishes, stored as received)",
+          choices=list(layout.IMAGE_TRANSPORTS)),
     Param("image_compression", "none", "how sensor_msgs/Image topics are stored: raw, or "
-          "re-encoded to sensor_msgs/CompressedImage on <topic>/compressed",
+          "re-encoded to sensor_msgs/CompressedImage on <topic>/compressed (CompressedImage "
+          "topics are always stored as received)",
           choices=list(COMPRESSIONS), live=True),
     Param("jpeg_quality", 90, "JPEG quality (1-100) when image_compression is jpeg", min=1, max=100,
           live=True),
@@ -103,6 +112,11 @@ class RecorderNode(Node):
             self.specs = parse_topic_specs(list(self.p["topics"]))
         except ValueError as exc:
             raise ParameterError(f"parameter 'topics': {exc}") from None
+        try:
+            self.specs = apply_image_transport(self.specs, self.p["image_transport"],
+                                               field="parameter 'image_transport'")
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
         for spec in self.specs:
             if spec.msgtype is None:
                 continue
@@ -347,6 +361,7 @@ class RecorderNode(Node):
                 "bag": {"storage": "mcap", "files": session.writer.file_names,
                         "rosbag2_version": 9, "max_bag_duration_s": self.p["max_bag_duration_s"]},
                 "image_compression": self.p["image_compression"],
+                "image_transport": self.p["image_transport"],
                 "topics": {}, "message_counts": {}, "dropped": {},
                 "calibration": ep.calibration_entries(self._calibration_paths()),
                 "stop_reason": None,

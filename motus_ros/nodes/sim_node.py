@@ -7,7 +7,9 @@ Python and tells its listeners about time, frames, status and episodes; SimNode 
   /camera_{high,left_wrist,right_wrist}/color/image_raw, .../camera_info
                                            sensor_msgs/Image rgb8 + CameraInfo, stamped with
                                            simulated time; intrinsics from calibration/sim/<camera>.yaml,
-                                           scaled to the image size
+                                           scaled to the image size; with image_transport
+                                           compressed or both, also (or only)
+                                           .../image_raw/compressed: CompressedImage (JPEG)
   /sim/task_success                        std_msgs/Bool: the episode reached the task's max reward
   /sim/reward                              std_msgs/Float64: current gym-aloha reward (0..4)
   /sim/object_poses                        geometry_msgs/PoseArray, frame "world", objects in the
@@ -39,7 +41,7 @@ from std_msgs.msg import Bool, Float64, Header, UInt32
 
 from motus_msgs.srv import ResetEpisode
 from motus_ros.cameras.calibration import resolve_intrinsics
-from motus_ros.cameras.publisher import CameraPublisher
+from motus_ros.cameras.publisher import PUBLISH_TRANSPORTS, CameraPublisher
 from motus_ros.hardware.sim_backend import MAX_SEED, SimArmBackend, SimEpisode, SimListener, SimStatus
 from motus_ros.layout import SERVICES, SIM_IMAGE_SIZE, TOPICS
 from motus_ros.ros.run import run_node
@@ -61,6 +63,11 @@ PARAMS = [
     Param("seed", 0, "seed of the episode sequence (object placements)", min=0, max=2**31 - 1),
     Param("render_quality", "fast", "'fast' (no shadows) or 'full' (gym-aloha's look)",
           choices=simworld.RENDER_QUALITIES),
+    Param("image_transport", "raw", "what each camera publishes: raw (sensor_msgs/Image), compressed "
+          "(sensor_msgs/CompressedImage, JPEG, on <image topic>/compressed) or both",
+          choices=PUBLISH_TRANSPORTS),
+    Param("jpeg_quality", 90, "JPEG quality (1-100) of the compressed camera images", min=1, max=100,
+          live=True),
 ]
 
 SIM_TOPICS = {
@@ -117,13 +124,18 @@ class SimNode(Node, SimListener):
             height, width = backend.image_size
             for camera in backend.cameras:
                 intrinsics, _source = resolve_intrinsics("sim", camera, width, height)
-                self.cameras[camera] = CameraPublisher(self, camera, intrinsics)
+                self.cameras[camera] = CameraPublisher(
+                    self, camera, intrinsics, transport=self.p["image_transport"],
+                    jpeg_quality=self.p["jpeg_quality"])
         self.create_service(ResetEpisode, SIM_TOPICS["reset"], self._srv_reset)
         backend.add_listener(self)
 
     def _apply(self, changed: dict) -> None:
         if "real_time_factor" in changed:
             self.backend.set_real_time_factor(changed["real_time_factor"])
+        if "jpeg_quality" in changed:   # read by each camera publisher at its next frame
+            for pub in self.cameras.values():
+                pub.jpeg_quality = int(changed["jpeg_quality"])
 
     # -- SimListener: called from the simulation's threads ------------------------------------------
     def on_clock(self, sim_time_ns: int) -> None:
@@ -134,7 +146,7 @@ class SimNode(Node, SimListener):
         for camera, image in images.items():
             pub = self.cameras.get(camera)
             if pub is not None:
-                pub.publish(image, stamp)
+                pub.publish(image, stamp)   # JPEG-encoded here, in the sim's thread, when compressed
 
     def on_status(self, status: SimStatus) -> None:
         self._pubs["reward"].publish(Float64(data=status.reward))

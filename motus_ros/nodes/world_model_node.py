@@ -9,8 +9,10 @@ frames side by side on /motus/wm/predicted_future/strip. While a rollout runs on
 chunk waits; older ones are counted as skipped. It never publishes joint commands or chunks.
 
 A managed node (ModelNode): configure loads the model, activate starts imagining, deactivate
-stops, cleanup releases. Live parameters: instruction, steps, chain, tick_rate_hz,
-sync_tolerance_s, max_observation_age_s, video_rate_hz, diagnostics_period_s; the rest are read-only.
+stops, cleanup releases. Cameras are read raw or, with `image_transport: compressed`, as JPEG
+CompressedImage on <image topic>/compressed (see _observation.py). Live parameters: instruction,
+steps, chain, tick_rate_hz, sync_tolerance_s, max_observation_age_s, video_rate_hz,
+diagnostics_period_s; the rest are read-only.
 """
 from __future__ import annotations
 

@@ -1,14 +1,20 @@
-"""numpy <-> sensor_msgs/Image without cv_bridge (not available from PyPI)."""
+"""numpy <-> sensor_msgs/Image and sensor_msgs/CompressedImage without cv_bridge (not on PyPI).
+
+CompressedImage follows image_transport's compressed plugin (topic `<image topic>/compressed`,
+format "rgb8; jpeg compressed bgr8"); the encoding, decoding and the format string are
+motus_ros.data.image_codec's (OpenCV, libjpeg-turbo), shared with the recorder and the converter.
+"""
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
+
+from motus_ros.data import image_codec
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 
 
-def numpy_to_image(array: np.ndarray, encoding: str = "rgb8", stamp=None, frame_id: str = "") -> Image:
-    """HxWx3 (rgb8/bgr8) or HxW (mono8) uint8 array -> Image."""
+def _check_array(array: np.ndarray, encoding: str) -> None:
     if encoding not in _CHANNELS:
         raise ValueError(f"encoding: got {encoding!r}, expected one of {sorted(_CHANNELS)}")
     if array.dtype != np.uint8:
@@ -18,6 +24,12 @@ def numpy_to_image(array: np.ndarray, encoding: str = "rgb8", stamp=None, frame_
     if array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels):
         raise ValueError(f"image shape for {encoding}: got {array.shape}, expected "
                          f"{'HxWx3' if channels > 1 else 'HxW'}")
+
+
+def numpy_to_image(array: np.ndarray, encoding: str = "rgb8", stamp=None, frame_id: str = "") -> Image:
+    """HxWx3 (rgb8/bgr8) or HxW (mono8) uint8 array -> Image."""
+    _check_array(array, encoding)
+    channels = _CHANNELS[encoding]
     msg = Image()
     if stamp is not None:
         msg.header.stamp = stamp
@@ -46,3 +58,28 @@ def image_to_numpy(msg: Image, want: str = "rgb8") -> np.ndarray:
     if msg.encoding != want:
         img = img[:, :, ::-1]
     return np.ascontiguousarray(img)
+
+
+def numpy_to_compressed(array: np.ndarray, encoding: str = "rgb8", quality: int = 90,
+                        stamp=None, frame_id: str = "", compression: str = "jpeg") -> CompressedImage:
+    """HxWx3 (rgb8/bgr8) or HxW (mono8) uint8 array -> CompressedImage (JPEG at `quality`
+    1..100, or PNG), format e.g. "rgb8; jpeg compressed bgr8"."""
+    _check_array(array, encoding)
+    fmt, data = image_codec.encode_array(array, encoding, compression, jpeg_quality=quality)
+    msg = CompressedImage()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.format = fmt
+    msg.data = data.tobytes()
+    return msg
+
+
+def compressed_to_numpy(msg: CompressedImage, want: str = "rgb8") -> np.ndarray:
+    """CompressedImage (JPEG/PNG) -> HxWx3 uint8 array in `want` order (rgb8 or bgr8), like
+    image_to_numpy. ValueError naming CompressedImage.format or CompressedImage.data."""
+    if want not in ("rgb8", "bgr8"):
+        raise ValueError(f"want: got {want!r}, expected 'rgb8' or 'bgr8'")
+    img = image_codec.decode_array(msg.data, msg.format)
+    return img if want == "rgb8" else np.ascontiguousarray(img[:, :, ::-1])
+

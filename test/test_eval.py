@@ -78,7 +78,8 @@ def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     assert episode["reward_samples"] > 0
     assert report["chunk_latency_s"]["count"] >= 1 and report["chunk_latency_s"]["median"] > 0
     logs = tmp_path / "report_run" / "logs"
-    assert {p.stem for p in logs.glob("*.log")} == {"sim", "chunk_executor", "policy"}      # one log per process
+    assert {p.stem for p in logs.glob("*.log")} == {"sim", "chunk_executor", "policy",       # one log per process
+                                                    "lifecycle_manager"}
     # --strategy reaches the executor through the overrides file the graph is started with
     assert report["executor_strategy"] == "replace"
     overrides = yaml.safe_load((tmp_path / "report_run" / "overrides.yaml").read_text())
@@ -87,3 +88,27 @@ def test_eval_runs_the_sim_graph_and_writes_a_report(tmp_path):
     assert "steps" not in overrides["policy"]["ros__parameters"]
     from motus_ros.graph.spec import load_graph
     assert report["euler_steps"] == load_graph("sim").parameter("policy", "steps") > 0
+
+
+@pytest.mark.e2e
+def test_eval_split_over_udp_with_compressed_cameras(tmp_path):
+    """The remote-policy set-up: robot and policy parts as two process groups, no shared memory,
+    JPEG cameras decoded by the policy; chunks still reach the executor and the report says how."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run([MOTUS_ROS, "eval", "--checkpoint", "", "--preset", "tiny", "--episodes", "1",
+                           "--episode-timeout", "1.5", "--split", "--transport", "udp",
+                           "--image-transport", "compressed", "--out", str(out)],
+                          capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())["closed_loop"]
+    assert report["split"].startswith("robot and policy parts")
+    assert report["transport"] == "UDPv4 only (no shared memory)" and report["image_transport"] == "compressed"
+    assert report["per_episode"][0]["chunks"] >= 2
+    assert report["observation_to_chunk_receipt_sim_s"]["count"] >= 2
+    assert report["observation_to_chunk_receipt_sim_s"]["median"] > 0
+    logs = tmp_path / "report_run" / "logs"
+    assert {p.stem for p in (logs / "robot").glob("*.log")} == {"sim", "chunk_executor", "lifecycle_manager_robot"}
+    assert {p.stem for p in (logs / "policy").glob("*.log")} == {"policy", "lifecycle_manager_policy"}
+    overrides = yaml.safe_load((tmp_path / "report_run" / "overrides.yaml").read_text())
+    assert overrides["sim"]["ros__parameters"]["image_transport"] == "compressed"
+    assert overrides["policy"]["ros__parameters"]["image_transport"] == "compressed"

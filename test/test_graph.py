@@ -138,3 +138,58 @@ def test_one_process_may_run_several_named_nodes(tmp_path):
     path.write_text("nodes:\n  - {name: a, executable: x, nodes: [a, b]}\n  - {name: b, executable: y}\n")
     with pytest.raises(GraphError, match=r"duplicate node name 'b'"):
         load_graph(str(path))
+
+
+def test_parts_split_a_graph_for_two_hosts():
+    from motus_ros.graph.spec import load_graph
+
+    for profile in ("sim", "agilex_aloha2", "ac_one"):
+        graph = load_graph(profile)
+        robot, policy = graph.part("robot"), graph.part("policy")
+        names = lambda g: [n.name for n in g.nodes]  # noqa: E731
+        assert "policy" in names(policy) and "chunk_executor" in names(robot)
+        assert sorted(names(robot) + names(policy)) == sorted(names(graph))   # nothing lost, nothing twice
+        # each host gets its own lifecycle manager, named apart (one ROS graph spans both hosts)
+        managers = [g.processes()[-1] for g in (robot, policy)]
+        assert [m.name for m in managers] == ["lifecycle_manager_robot", "lifecycle_manager_policy"]
+        assert "/policy" in dict(managers[1].robot_parameters)["node_names"]
+        assert "/policy" not in dict(managers[0].robot_parameters)["node_names"]
+
+
+@pytest.mark.parametrize("parts, message", [
+    ("{robot: [nope]}", "parts.robot: unknown node 'nope'"),
+    ("{a: [x], b: [x]}", "node 'x' is already in part 'a'"),
+    ("{robot: x}", "parts.robot must be a list of node names"),
+])
+def test_bad_parts_name_the_field(tmp_path, parts, message):
+    from motus_ros.graph.spec import GraphError, load_graph
+
+    path = tmp_path / "graph.yaml"
+    path.write_text(f"parts: {parts}\nnodes:\n  - {{name: x, executable: chunk_executor_node}}\n")
+    with pytest.raises(GraphError, match=message):
+        load_graph(str(path))
+    path.write_text("nodes:\n  - {name: x, executable: chunk_executor_node}\n")
+    with pytest.raises(GraphError, match="defines no 'parts'"):
+        load_graph(str(path)).part("robot")
+
+
+def test_cameras_and_their_readers_must_agree_on_the_image_transport(tmp_path):
+    from motus_ros.graph.spec import GraphError, load_graph
+
+    def graph(sim: str, policy: str):
+        files = {}
+        for node, value in (("sim", sim), ("policy", policy)):
+            files[node] = tmp_path / f"{node}.yaml"
+            files[node].write_text(f"{node}:\n  ros__parameters:\n    image_transport: {value}\n")
+        path = tmp_path / "graph.yaml"
+        path.write_text(f"nodes:\n  - {{name: sim, executable: sim_node, parameters: [{files['sim']}]}}\n"
+                        f"  - {{name: policy, executable: policy_node, parameters: [{files['policy']}]}}\n")
+        return load_graph(str(path))
+
+    graph("compressed", "compressed")
+    graph("both", "raw")
+    graph("both", "compressed")
+    with pytest.raises(GraphError, match="node 'policy' has image_transport 'raw' but the cameras"):
+        graph("compressed", "raw")
+    with pytest.raises(GraphError, match="node 'policy' has image_transport 'compressed'"):
+        graph("raw", "compressed")

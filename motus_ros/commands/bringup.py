@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=None,
                         help="seconds to run before stopping everything (default: until Ctrl-C)")
     parser.add_argument("--only", default="", help="comma-separated node names to start (default: all)")
+    parser.add_argument("--part", default="", help="start one named part of the graph (its 'parts' field), "
+                        "e.g. robot or policy for a two-host deployment (README: Two machines)")
     parser.add_argument("--log-dir", type=Path, default=None, help="also write each node's output here")
     parser.add_argument("--params-file", type=Path, action="append", default=[], metavar="YAML",
                         help="extra ROS parameters file given to every node after its own (the last "
@@ -37,6 +39,11 @@ def main(argv: list[str]) -> int:
         graph = load_graph(args.profile)
     except GraphError as exc:
         raise CliError(str(exc)) from None
+    if args.part:
+        try:
+            graph = graph.part(args.part)
+        except GraphError as exc:
+            raise CliError(f"--part: {exc}") from None
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
         names = [n.name for n in graph.nodes]

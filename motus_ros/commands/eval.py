@@ -18,6 +18,12 @@ chunks computed from the new scene and the old plan has run out (one chunk horiz
 arms and watches /sim/task_success and /sim/reward for --episode-timeout seconds of simulated time.
 Chunk latencies come from ActionChunk.inference_latency.
 
+Remote policy: --split starts the graph's `robot` part (sim, executor) and `policy` part as two
+process groups (two hosts' worth of processes, each with its lifecycle manager); --transport udp
+turns shared memory off (FASTDDS_BUILTIN_TRANSPORTS=UDPv4) so every byte crosses the UDP stack as
+between hosts; --image-transport compressed has the sim publish JPEG CompressedImage and the policy
+decode it. The report then also gives the cameras' stamp to chunk receipt time.
+
 --in-process runs the same seeded episodes without ROS (motus_ros/training/sim_closed_loop.py): the
 simulation waits for each chunk, so the result is what the model can do with zero latency; beside the
 graph's result it tells a model problem from a system (latency, transport, blending) problem. With --data the offline metrics (IDM
@@ -71,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="OMP_NUM_THREADS of the node processes (0 = inherit); 1 helps on a shared CPU")
     p.add_argument("--full-graph", action="store_true", help="also start the world model, visualizer, recorder")
+    p.add_argument("--split", action="store_true",
+                   help="start the graph's robot and policy parts as two process groups (remote policy)")
+    p.add_argument("--transport", choices=("default", "udp"), default="default",
+                   help="udp: no shared memory, every byte through UDP as between two hosts "
+                        "(default: the graph's FASTDDS_BUILTIN_TRANSPORTS, LARGE_DATA)")
+    p.add_argument("--image-transport", choices=("raw", "compressed"), default="raw",
+                   help="compressed: the sim publishes JPEG CompressedImage and the policy decodes it")
     p.add_argument("--in-process", action="store_true",
                    help="closed loop without ROS: same seeds, the sim waits for every chunk (zero latency)")
     p.add_argument("--scripted", action="store_true",
@@ -225,13 +238,19 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
                                        # 0 keeps config/sim/policy.yaml's steps (tuned for the shipped model)
                                        **({"steps": args.steps} if args.steps else {})}},
     }
+    if args.image_transport != "raw":
+        for node in ("sim", "policy"):
+            overrides[node]["ros__parameters"]["image_transport"] = args.image_transport
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.full_graph:
         graph = replace(graph, nodes=tuple(n for n in graph.nodes if set(n.ros_nodes) & set(KEEP_NODES)))
     graph = with_parameter_overrides(graph, run_dir / "overrides.yaml", overrides)
     log = open(run_dir / "bringup.log", "w")
     extra = {"OMP_NUM_THREADS": str(args.threads)} if args.threads > 0 else {}
-    runner = GraphRunner(graph, out=log, log_dir=run_dir / "logs", extra_environment=extra)
+    if args.transport == "udp":
+        extra["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
+        os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"     # this monitor too
+    runner = _runner(graph, args.split, log, run_dir / "logs", extra)
     for key, value in graph.process_environment().items():
         os.environ.setdefault(key, value)
     print(f"[eval] bringing up {[n.name for n in graph.nodes]}; logs in {run_dir / 'logs'}", file=sys.stderr,
@@ -269,10 +288,42 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
             "euler_steps": graph.parameter("policy", "steps", 0) or "model default",
             "node_threads": args.threads or "default",
             "executor_strategy": args.strategy or "config/sim/chunk_executor.yaml", "graph": "sim (" + ", ".join(name for n in graph.nodes for name in n.ros_nodes) + ")",
+            "split": "robot and policy parts as two process groups" if args.split else "one process group",
+            "transport": "UDPv4 only (no shared memory)" if args.transport == "udp"
+                         else graph.process_environment().get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
+            "image_transport": args.image_transport,
+            "observation_to_chunk_receipt_sim_s": _spread(monitor.chunk_ages if monitor is not None else []),
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
     return summarize(results, latencies, meta)
+
+
+def _runner(graph, split: bool, log, log_dir: Path, extra: dict):
+    """One GraphRunner, or with split one per part (robot, policy) as a RunnerGroup."""
+    from motus_ros.graph.bringup import GraphRunner, RunnerGroup
+    from motus_ros.graph.spec import GraphError
+
+    if not split:
+        return GraphRunner(graph, out=log, log_dir=log_dir, extra_environment=extra)
+    try:
+        parts = [graph.part(name) for name in ("robot", "policy")]
+    except GraphError as exc:
+        raise CliError(f"--split: {exc}") from None
+    return RunnerGroup([GraphRunner(part, out=log, log_dir=log_dir / part.part_name, extra_environment=extra)
+                        for part in parts])
+
+
+def _spread(values: list[float]) -> dict | None:
+    """median / p90 / max of a list of seconds (None when empty)."""
+    import statistics
+
+    from motus_ros.training.evaluation import percentile
+
+    if not values:
+        return None
+    return {"count": len(values), "median": round(statistics.median(values), 4),
+            "p90": round(percentile(values, 0.9), 4), "max": round(max(values), 4)}
 
 
 def _configured_steps() -> int | None:

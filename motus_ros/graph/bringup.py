@@ -145,3 +145,31 @@ class GraphRunner:
             except ProcessLookupError:
                 pass
         self.poll()
+
+
+class RunnerGroup:
+    """Several GraphRunners as one (the parts of a graph split over hosts, each with its own
+    environment): start, poll and stop them together, in the GraphRunner interface the monitor uses."""
+
+    def __init__(self, runners: list[GraphRunner]):
+        self.runners = runners
+
+    @property
+    def processes(self) -> list[NodeProcess]:
+        return [p for r in self.runners for p in r.processes]
+
+    @property
+    def exit_codes(self) -> dict[str, int]:
+        return {k: v for r in self.runners for k, v in r.exit_codes.items()}
+
+    def start(self) -> None:
+        for runner in self.runners:
+            runner.start()
+
+    def poll(self) -> NodeProcess | None:
+        failed = [r.poll() for r in self.runners]   # every runner records its exits
+        return next((f for f in failed if f is not None), None)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for runner in self.runners:
+            runner.stop(timeout)

@@ -20,17 +20,39 @@ class LifecycleError(RuntimeError):
     """A transition that was refused or a node that did not answer."""
 
 
-def _call(node, srv_type, name: str, request, timeout_s: float, spin):
+# Why retries: a service reply can be lost right after discovery (the client's request reaches the
+# server before the server's reply writer has matched the client's reader; seen under load as a
+# get_state that never answered while the node ran). A state query is safe to repeat; a transition
+# is not, so change_state sends it once and learns the outcome from the reply or from the state.
+ATTEMPT_S = 2.0
+GOAL_STATES = {"configure": "inactive", "activate": "active", "deactivate": "inactive",
+               "cleanup": "unconfigured", "shutdown": "finalized"}
+
+
+def _call(node, srv_type, name: str, request, timeout_s: float, spin, repeat: bool = True,
+          settled=None):
+    """The reply to `request`, asking again every ATTEMPT_S while `repeat` (idempotent requests);
+    without repeat, `settled()` (a reply-equivalent or None) is checked between waits."""
+    import time  # noqa: PLC0415
+
     client = node.create_client(srv_type, name)
     try:
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise LifecycleError(f"{name}: no such service within {timeout_s:g} s (is the node running "
                                  "and on this ROS_DOMAIN_ID?)")
+        deadline = time.monotonic() + timeout_s
         future = client.call_async(request)
-        spin(future, timeout_s)
-        if not future.done() or future.result() is None:
-            raise LifecycleError(f"{name}: no answer within {timeout_s:g} s")
-        return future.result()
+        while True:
+            spin(future, max(0.0, min(ATTEMPT_S, deadline - time.monotonic())))
+            if future.done() and future.result() is not None:
+                return future.result()
+            if time.monotonic() >= deadline:
+                raise LifecycleError(f"{name}: no answer within {timeout_s:g} s")
+            if repeat:
+                client.remove_pending_request(future)
+                future = client.call_async(request)
+            elif settled is not None and (answer := settled()) is not None:
+                return answer
     finally:
         node.destroy_client(client)
 
@@ -72,7 +94,17 @@ def change_state(node, target: str, transition: str, timeout_s: float = 30.0, sp
         request.transition.id = {"inactive": Transition.TRANSITION_INACTIVE_SHUTDOWN,
                                  "active": Transition.TRANSITION_ACTIVE_SHUTDOWN}.get(
                                      before, Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
-    result = _call(node, ChangeState, f"{target}/change_state", request, timeout_s, spin)
+
+    def reached_goal():
+        """A reply-equivalent once the node reports the goal state (its reply may have been lost)."""
+        try:
+            state = get_state(node, target, ATTEMPT_S, spin)
+        except LifecycleError:       # busy in the transition itself
+            return None
+        return ChangeState.Response(success=True) if state == GOAL_STATES[transition] else None
+
+    result = _call(node, ChangeState, f"{target}/change_state", request, timeout_s, spin,
+                   repeat=False, settled=reached_goal)
     after = get_state(node, target, timeout_s, spin)
     if not result.success:
         raise LifecycleError(f"{target}: {transition} refused in state '{before}' (now '{after}'); "

@@ -49,6 +49,9 @@ class GraphMonitor:
             Parameter("use_sim_time", Parameter.Type.BOOL, True)])
         self._lock = threading.Lock()
         self.chunks: list[tuple[float, float]] = []    # (header stamp s, inference latency s) of each chunk
+        # Simulated seconds from a chunk's observation stamp (the cameras') to its arrival here:
+        # sync wait + inference + transport, what the executor sees.
+        self.chunk_ages: list[float] = []
         self.episode_number = -1                         # /sim/episode, bumped by every /sim/reset
         self._subscribe_chunks_and_episodes()
         self.executor = MultiThreadedExecutor(num_threads=2)
@@ -82,6 +85,7 @@ class GraphMonitor:
     def _on_chunk(self, msg) -> None:
         with self._lock:
             self.chunks.append((to_seconds(msg.header.stamp), float(msg.inference_latency)))
+            self.chunk_ages.append(self.now() - to_seconds(msg.header.stamp))
 
     def _on_episode(self, msg) -> None:
         with self._lock:

@@ -11,6 +11,9 @@ Format:
                                   # node first gets the parameters the robot implies, then its files
     use_sim_time: true            # default for every node (a node may override)
     environment: {MUJOCO_GL: osmesa}
+    parts:                        # optional: named subsets for a graph split over hosts
+      robot: [arm_driver, chunk_executor]    # `motus-ros bringup <profile> --part robot`
+      policy: [policy]
     nodes:
       - name: arm_driver          # ROS node name (also the key in its parameters file)
         executable: arm_driver_node
@@ -113,11 +116,23 @@ class GraphSpec:
     nodes: tuple[NodeSpec, ...]
     environment: dict[str, str] = field(default_factory=dict)
     robot: str | None = None          # the robot profile this graph runs (motus_ros/robots.py)
+    parts: dict[str, tuple[str, ...]] = field(default_factory=dict)   # name -> process names
+    part_name: str = ""               # set by part(): which host's share of the graph this is
+
+    def part(self, name: str) -> "GraphSpec":
+        """This graph with only the processes of part `name` (one host of a split deployment)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        if name not in self.parts:
+            raise GraphError(f"part: got {name!r}, expected one of {sorted(self.parts)} "
+                             f"(graph file {self.source})" if self.parts else
+                             f"part: graph file {self.source} defines no 'parts'")
+        return replace(self, nodes=tuple(n for n in self.nodes if n.name in self.parts[name]), part_name=name)
 
     def processes(self) -> tuple[NodeSpec, ...]:
         """What bringup and the launch files start: the nodes, plus the lifecycle manager when any
         of them is managed (derived here, so a graph cut down with --only gets its own)."""
-        manager = lifecycle_manager_spec(self.nodes)
+        manager = lifecycle_manager_spec(self.nodes, self.part_name)
         return self.nodes + ((manager,) if manager is not None else ())
 
     def node(self, name: str) -> NodeSpec:
@@ -170,8 +185,9 @@ def _qualified(spec: NodeSpec, node: str) -> str:
     return "/" + "/".join(part.strip("/") for part in (spec.namespace, node) if part.strip("/"))
 
 
-def lifecycle_manager_spec(nodes: tuple[NodeSpec, ...]) -> NodeSpec | None:
-    """The lifecycle_manager process for these nodes (None when none is managed)."""
+def lifecycle_manager_spec(nodes: tuple[NodeSpec, ...], part: str = "") -> NodeSpec | None:
+    """The lifecycle_manager process for these nodes (None when none is managed); one part of a
+    split graph gets `lifecycle_manager_<part>`, so two hosts never run two nodes of one name."""
     managed = [(spec, node) for spec in nodes for node in spec.managed]
     if not managed:
         return None
@@ -182,7 +198,8 @@ def lifecycle_manager_spec(nodes: tuple[NodeSpec, ...]) -> NodeSpec | None:
     parameters = (("node_names", names((s, n) for s, n in managed if s.autostart)),
                   ("manual_nodes", names((s, n) for s, n in managed if not s.autostart)),
                   ("required_nodes", names((s, n) for s, n in managed if s.required)))
-    return NodeSpec(name=LIFECYCLE_MANAGER, executable="lifecycle_manager_node",
+    return NodeSpec(name=f"{LIFECYCLE_MANAGER}_{part}" if part else LIFECYCLE_MANAGER,
+                    executable="lifecycle_manager_node",
                     robot_parameters=parameters, required=True, use_sim_time=False)
 
 
@@ -325,8 +342,47 @@ def load_graph(profile_or_path: str, check_parameter_files: bool = True) -> Grap
             managed=managed,
             autostart=_require(raw, "autostart", bool, node_where, default=True),
         ))
-    return GraphSpec(profile=profile, description=description, source=path, nodes=tuple(nodes),
-                     environment={str(k): str(v) for k, v in environment.items()}, robot=robot_name)
+    parts = _parts(_require(data, "parts", dict, where, default={}), [n.name for n in nodes], where)
+    graph = GraphSpec(profile=profile, description=description, source=path, nodes=tuple(nodes),
+                      environment={str(k): str(v) for k, v in environment.items()}, robot=robot_name,
+                      parts=parts)
+    if check_parameter_files:
+        check_image_transports(graph)
+    return graph
+
+
+# Who publishes camera images and who reads them (each has an `image_transport` parameter).
+IMAGE_PUBLISHERS = ("camera", "sim")
+IMAGE_CONSUMERS = ("policy", "world_model", "recorder")
+
+
+def check_image_transports(graph: GraphSpec) -> None:
+    """A consumer reading a form no publisher of the graph sends would wait forever in silence."""
+    present = {n for spec in graph.nodes for n in spec.ros_nodes}
+    sent = {graph.parameter(n, "image_transport", "raw") for n in IMAGE_PUBLISHERS if n in present}
+    if not sent or "both" in sent:
+        return
+    for node in IMAGE_CONSUMERS:
+        if node in present and (wanted := graph.parameter(node, "image_transport", "raw")) not in sent:
+            raise GraphError(f"graph file {graph.source}: node '{node}' has image_transport '{wanted}' but the "
+                             f"cameras ({', '.join(n for n in IMAGE_PUBLISHERS if n in present)}) publish "
+                             f"{sorted(sent)}; set both to the same value (or the cameras to 'both')")
+
+
+def _parts(raw: dict, names: list[str], where: str) -> dict[str, tuple[str, ...]]:
+    """The `parts` field: name -> list of process names; each process in at most one part."""
+    parts, owner = {}, {}
+    for part, members in raw.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise GraphError(f"{where}: parts.{part} must be a list of node names, got {members!r}")
+        for member in members:
+            if member not in names:
+                raise GraphError(f"{where}: parts.{part}: unknown node {member!r}; expected one of {names}")
+            if member in owner:
+                raise GraphError(f"{where}: parts.{part}: node {member!r} is already in part '{owner[member]}'")
+            owner[member] = part
+        parts[str(part)] = tuple(members)
+    return parts
 
 
 def _managed_nodes(raw: dict, ros_nodes: tuple[str, ...], where: str) -> tuple[str, ...]:

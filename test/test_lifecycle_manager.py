@@ -94,3 +94,30 @@ def test_required_node_that_cannot_configure_stops_the_graph(tmp_path):
     assert "required node lifecycle_manager died; stopping the graph" in bringup.output
     for name, pid in bringup.node_pids().items():
         assert not process_alive(pid), f"{name} still running"
+
+
+@pytest.mark.ros
+def test_manager_brings_nodes_up_and_reports_a_required_failure(ros):
+    """In one process: the manager drives two managed nodes, one of which cannot configure."""
+    from rclpy.parameter import Parameter
+
+    from motus_ros.nodes.lifecycle_manager_node import LifecycleManager
+    from test_managed import Recorded
+
+    good = ros.add(Recorded("lm_good", autostart=False))
+    bad = ros.add(Recorded("lm_bad", fail_configure=True, autostart=False))
+    optional = ros.add(LifecycleManager(parameter_overrides=[
+        Parameter("node_names", value="/lm_good,/lm_bad"), Parameter("required_nodes", value="/lm_good"),
+        Parameter("service_timeout_s", value=20.0), Parameter("transition_timeout_s", value=20.0)]))
+    assert optional.bring_up() == 0                     # lm_bad failed, but it is not required
+    assert good.lifecycle_state == "active" and good.calls == ["configure", "activate"]
+    assert bad.lifecycle_state == "unconfigured" and "/lm_bad" in optional.failures
+    assert optional.bring_up() == 0 and good.calls == ["configure", "activate"]   # active: nothing repeated
+
+    strict = ros.add(LifecycleManager(parameter_overrides=[
+        Parameter("node_names", value="/lm_bad"), Parameter("required_nodes", value="lm_bad"),
+        Parameter("service_timeout_s", value=20.0), Parameter("transition_timeout_s", value=20.0)]))
+    assert strict.bring_up() == 1
+    # every parameter is read-only: a change at run time is refused and the value kept
+    result = strict.set_parameters([Parameter("node_names", value="/lm_good")])[0]
+    assert not result.successful and strict.get_parameter("node_names").value == "/lm_bad"

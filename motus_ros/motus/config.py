@@ -39,6 +39,22 @@ TOKENIZER_SOURCES = ("byte", "files")
 LOSS_FIELDS = ("logit_mean", "logit_std", "uniform_shift", "video_loss_weight", "action_loss_weight")
 
 
+def strict_from_dict(cls, data, what: str):
+    """Dataclass `cls` from a dict (None: the defaults; an instance: itself); missing keys take the
+    defaults, unknown keys are a ValueError naming `what` and the known fields."""
+    if data is None:
+        return cls()
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected a mapping, got {type(data).__name__}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{what}: unknown fields {unknown}; known fields: {known}")
+    return cls(**data)
+
+
 @dataclass(frozen=True)
 class Conventions:
     """Where the official Motus and this project's presets compute or train differently.
@@ -96,17 +112,7 @@ class Conventions:
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | Conventions | None") -> "Conventions":
         """Missing keys take the project's values; unknown keys are an error."""
-        if data is None:
-            return cls()
-        if isinstance(data, Conventions):
-            return data
-        if not isinstance(data, dict):
-            raise ValueError(f"conventions: expected a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"conventions: unknown fields {unknown}; known fields: {sorted(known)}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "conventions")
 
     def describe(self) -> str:
         """One line naming the conventions, e.g. for `checkpoint inspect` and start-up logs."""

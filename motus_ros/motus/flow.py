@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import NUM_TRAIN_TIMESTEPS, OFFICIAL_TRAIN_SHIFT
+from .config import NUM_TRAIN_TIMESTEPS, OFFICIAL_TRAIN_SHIFT, strict_from_dict
 from .sampler import shift_timesteps
 
 
@@ -82,16 +82,7 @@ class LossSettings:
     @classmethod
     def from_dict(cls, data: "dict[str, Any] | LossSettings | None") -> "LossSettings":
         """Missing keys take the defaults; unknown keys are an error."""
-        if data is None:
-            return cls()
-        if isinstance(data, LossSettings):
-            return data
-        if not isinstance(data, dict):
-            raise ValueError(f"LossSettings: expected a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"LossSettings: unknown fields {unknown}; known fields: {list(cls.field_names())}")
-        return cls(**data)
+        return strict_from_dict(cls, data, "LossSettings")
 
     def replace(self, **changes: Any) -> "LossSettings":
         """A copy with some fields changed (unknown names are an error, as in from_dict)."""

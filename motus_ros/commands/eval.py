@@ -24,6 +24,11 @@ turns shared memory off (FASTDDS_BUILTIN_TRANSPORTS=UDPv4) so every byte crosses
 between hosts; --image-transport compressed has the sim publish JPEG CompressedImage and the policy
 decode it. The report then also gives the cameras' stamp to chunk receipt time.
 
+--counterfactual: from --starts saved sim states, the world model predicts the future under the
+expert's next chunk, perturbed ones and holding still; the report has the K x K distance matrix
+(prediction under a vs true future under b) and the fraction of ordered pairs where the matching
+truth is the nearest (0.5 = the actions are ignored).
+
 --in-process runs the same seeded episodes without ROS (motus_ros/training/sim_closed_loop.py): the
 simulation waits for each chunk, so the result is what the model can do with zero latency; beside the
 graph's result it tells a model problem from a system (latency, transport, blending) problem. With --data the offline metrics (IDM
@@ -91,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replan", type=float, default=0.4,
                    help="--in-process: simulated seconds between chunks (default 0.4; a chunk spans 1.6)")
     p.add_argument("--offline", action="store_true", help="only the offline metrics (needs --data)")
+    p.add_argument("--counterfactual", action="store_true",
+                   help="world model under K different chunks from the same sim states: K x K distance "
+                        "matrix and the accuracy (training/counterfactual.py)")
+    p.add_argument("--starts", type=int, default=8, help="--counterfactual: start states (default 8)")
     p.add_argument("--data", default="", help="converted dataset for the offline metrics (val split)")
     p.add_argument("--offline-windows", type=int, default=16, help="windows for the offline metrics")
     p.add_argument("--out", type=Path, default=Path("eval_report.json"), help="report JSON path")
@@ -396,6 +405,22 @@ def offline(args, ckpt: str, stats: str) -> dict:
     return res
 
 
+def counterfactual(args, ckpt: str, stats: str, instruction: str) -> dict:
+    """World model under different chunks from the same states (training/counterfactual.py)."""
+    import torch
+
+    from motus_ros.policy.runtime import load_policy
+    from motus_ros.training.counterfactual import evaluate
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    policy = load_policy(preset=args.preset, checkpoint=ckpt or None, stats=stats or None, device=args.device,
+                         steps=args.steps or _configured_steps(), seed=args.seed)
+    result = evaluate(policy, args.task, instruction, args.starts, args.seed)
+    result["euler_steps"] = policy.steps
+    return result
+
+
 def check_arguments(args) -> None:
     """Refuse bad options before anything starts; each error names the option and what it expects."""
     if args.episodes < 1 and not args.offline:
@@ -413,6 +438,10 @@ def check_arguments(args) -> None:
         raise CliError("--scripted needs --in-process (the graph runs the policy node)")
     if args.offline and args.in_process:
         raise CliError("--offline and --in-process: give one (--offline runs no episode)")
+    if args.counterfactual and (args.offline or args.in_process or args.scripted or args.split):
+        raise CliError("--counterfactual runs on its own: drop --offline/--in-process/--scripted/--split")
+    if args.starts < 1:
+        raise CliError(f"--starts: got {args.starts}, expected >= 1 start states")
 
 
 def main(argv: list[str]) -> int:
@@ -426,7 +455,9 @@ def main(argv: list[str]) -> int:
     ckpt, stats, instruction = _checkpoint_files(args)
     run_dir = args.run_dir or args.out.parent / (args.out.stem + "_run")
     report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "weights": weights}
-    if not args.offline:
+    if args.counterfactual:
+        report["counterfactual"] = counterfactual(args, ckpt, stats, instruction)
+    elif not args.offline:
         if args.in_process:
             report["closed_loop"] = in_process(args, ckpt, stats, instruction)
         else:
@@ -440,6 +471,8 @@ def main(argv: list[str]) -> int:
     closed = report.get("closed_loop", {})
     short = {k: closed[k] for k in ("episodes", "successes", "success_rate", "mean_return", "chunk_latency_s")
              if k in closed}
+    if "counterfactual" in report:
+        short["counterfactual"] = {k: report["counterfactual"][k] for k in ("starts", "accuracy", "chance")}
     if "offline" in report:
         short["offline"] = {k: v for k, v in report["offline"].items() if k != "episodes"}
     print(json.dumps({"report": str(args.out), **short}, indent=2))

@@ -116,6 +116,11 @@ class MotusPolicy:
             old.close()
 
     # Inference ----------------------------------------------------------------------------------
+    def model_image(self, images: dict) -> np.ndarray:
+        """Camera dict -> the tiled HxWx3 uint8 frame at the model's video size (what it sees and
+        predicts), e.g. to compare a predicted future with the real one."""
+        return self._tiled(images, "images")
+
     def _tiled(self, images: dict, field: str) -> np.ndarray:
         validate_images(images, field)
         tiled = tile_cameras(images, TILE_HEIGHT, TILE_WIDTH)

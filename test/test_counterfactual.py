@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,11 @@ def test_a_chunk_replayed_from_a_saved_state_gives_the_same_future():
 @pytest.mark.e2e
 def test_eval_counterfactual_writes_the_matrix_and_accuracy(tmp_path):
     out = tmp_path / "cf.json"
+    # as a user's shell: no MUJOCO_GL chosen (the command must pick the headless renderer itself)
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     proc = subprocess.run([MOTUS_ROS, "eval", "--counterfactual", "--checkpoint", "", "--preset", "tiny",
                            "--starts", "1", "--steps", "1", "--threads", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=400, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=400, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())["counterfactual"]
     k = len(report["chunks"])

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mujoco
 import numpy as np
 
 from motus_ros import layout
+from motus_ros.sim import world as _world  # noqa: F401 - chooses MUJOCO_GL before mujoco is loaded
+
+import mujoco  # noqa: E402
 
 PERTURBATIONS_RAD = (0.25, -0.25, 0.5)   # offsets ramped onto the expert chunk's arm joints
 

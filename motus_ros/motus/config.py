@@ -34,6 +34,9 @@ VIDEO_LOSSES = ("future_frames", "all_frames")
 ACTION_POSITIONS = ("exact", "spare_row")
 VLM_PROMPTS = ("image_text", "chat_text_image", "chat_image_text")
 TOKENIZER_SOURCES = ("byte", "files")
+# Frames <-> latents: "wan" (diffusers AutoencoderKLWan, Wan 2.2 layout), "patch" (parameter-free
+# stand-in), "learned" (a small AutoencoderKL trained by `motus-ros train-vae`, read from vae_path).
+VAE_KINDS = ("wan", "patch", "learned")
 # Training-objective fields that model configs held before motus.flow.LossSettings existed: an older
 # config.json still has them. MotusConfig.from_dict drops them (legacy_loss_fields reads them).
 LOSS_FIELDS = ("logit_mean", "logit_std", "uniform_shift", "video_loss_weight", "action_loss_weight")
@@ -162,8 +165,11 @@ class MotusConfig:
     vae_spatial: int = 16          # Wan 2.2 VAE: 16x spatial, 4x temporal compression
     vae_temporal: int = 4
     # Frozen encoders: kind + constructor arguments (see encoders.py).
-    vae_kind: str = "wan"          # "wan" (diffusers AutoencoderKLWan) | "patch" (light stand-in)
+    vae_kind: str = "wan"          # one of VAE_KINDS (see encoders.build_encoders)
     vae_config: dict[str, Any] = field(default_factory=dict)
+    # vae_kind "learned": folder of the trained autoencoder (motus/video_ae.py: config.json with its
+    # geometry and latent statistics + model.safetensors); relative = against the package share folder.
+    vae_path: str = ""
     vlm_kind: str = "qwen3_vl"
     vlm_config: dict[str, Any] = field(default_factory=dict)
     vlm_image_size: tuple[int, int] = (384, 320)   # (height, width) the VLM sees, multiple of 32
@@ -224,7 +230,9 @@ class MotusConfig:
         need(self.num_future_frames % self.vae_temporal == 0,
              f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
-        need(self.vae_kind in ("wan", "patch"), f"vae_kind='{self.vae_kind}', expected 'wan' or 'patch'")
+        need(self.vae_kind in VAE_KINDS, f"vae_kind='{self.vae_kind}', expected one of: {', '.join(VAE_KINDS)}")
+        need(self.vae_kind != "learned" or bool(self.vae_path),
+             "vae_kind='learned' needs vae_path (the folder `motus-ros train-vae` wrote, e.g. models/sim_video_ae)")
         for name in ("vlm_tokenizer", "text_tokenizer"):
             need(getattr(self, name) in TOKENIZER_SOURCES,
                  f"{name}='{getattr(self, name)}', expected one of: {', '.join(TOKENIZER_SOURCES)}")

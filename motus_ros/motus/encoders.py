@@ -1,15 +1,16 @@
 """Frozen encoders around the three experts: frames <-> latents, image+text -> VLM features, text.
 
 Interfaces (what the model relies on):
-- FrameAutoencoder: encode(frames [B,3,F,H,W] in [-1,1]) -> latents [B,C,1+(F-1)/4,H/16,W/16];
-  decode(latents) -> frames [B,3,F,H,W] in [-1,1].
+- FrameAutoencoder: encode(frames [B,3,F,H,W] in [-1,1]) -> latents [B,C,1+(F-1)/t,H/s,W/s]
+  (t = vae_temporal, s = vae_spatial: 4 and 16 for Wan 2.2); decode(latents) -> frames [B,3,F,H,W] in [-1,1].
 - VisionLanguageEncoder: forward(images [B,3,H,W] in [-1,1], instructions list[str])
   -> (features [B,L,vlm_hidden], mask [B,L] bool), the VLM's last hidden layer.
 - TextEncoder: forward(instructions list[str]) -> [B,L,text_dim] (pad positions zero, Wan style).
 
 Implementations: WanVAE (diffusers AutoencoderKLWan, Wan 2.2 layout), PatchAutoencoder (light,
-parameter-free stand-in used by the `small` preset), Qwen3VLEncoder (transformers Qwen3-VL),
-UMT5TextEncoder (transformers UMT5).
+parameter-free stand-in used by the `small` preset), LearnedVideoAE (video_ae.py: a small trained
+AutoencoderKL read from config.vae_path, vae_kind "learned"), Qwen3VLEncoder (transformers
+Qwen3-VL), UMT5TextEncoder (transformers UMT5).
 
 Tokenizers: a checkpoint that carries tokenizer files (config vlm_tokenizer / text_tokenizer
 "files", see tokenization.py) gets transformers' Qwen3-VL processor and the umT5 tokenizer attached
@@ -288,6 +289,10 @@ def build_encoders(cfg: MotusConfig) -> tuple[nn.Module, nn.Module, nn.Module]:
     """(autoencoder, vlm, text encoder) for a config; all frozen."""
     if cfg.vae_kind == "wan":
         vae: nn.Module = WanVAE(cfg.vae_config)
+    elif cfg.vae_kind == "learned":
+        from .video_ae import load_video_ae
+
+        vae = load_video_ae(cfg.vae_path, cfg)
     else:
         vae = PatchAutoencoder(cfg.vae_spatial, cfg.vae_temporal, cfg.latent_channels)
     vae.requires_grad_(False)

@@ -45,10 +45,9 @@ from motus_ros.policy.transforms import resize_image
 
 from . import dataset as ds
 from .evaluation import psnr, ssim, to_uint8
-from .trainer import lr_lambda
+# Resumable like `motus-ros train`: the same state file name and checkpoint-last folder.
+from .trainer import LAST, STATE_FILE, lr_lambda, resolve_resume
 
-STATE_FILE = "training_state.pt"
-LAST = "checkpoint-last"
 METRICS_FILE = "metrics.json"
 PREVIEW_FILE = "reconstruction.png"
 PATCH_BASELINE = {"spatial": 16, "temporal": 4, "channels": 48}   # the small preset's PatchAutoencoder
@@ -258,15 +257,6 @@ def save_preview(ae: LearnedVideoAE, store: FrameStore, win: tuple[int, int], fu
 
 
 # Checkpoints --------------------------------------------------------------------------------------
-def resolve_resume(path: str | Path) -> Path:
-    p = Path(path)
-    if (p / STATE_FILE).is_file():
-        return p
-    if (p / LAST / STATE_FILE).is_file():
-        return p / LAST
-    raise FileNotFoundError(f"--resume {path}: no {STATE_FILE} in it or in {p / LAST}")
-
-
 def _sources(data: ds.Dataset) -> dict:
     """Where a dataset's episodes come from (dataset.json 'source', per-episode seeds kept apart):
     {source: number of episodes}, plus the first and last episode name."""

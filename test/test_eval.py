@@ -57,6 +57,12 @@ def test_offline_metrics_on_held_out_episodes(tmp_path):
     model = build_model(preset("tiny"))
     res = offline_metrics(model, data, data.split("val"), max_windows=2, steps=2, progress=False)
     assert res["windows"] == 2
+    frames = res["per_future_frame"]      # +0.2 s ... +1.6 s, each beside its baselines
+    assert [f["frame"] for f in frames] == list(range(1, model.config.num_future_frames + 1))
+    assert frames[0]["time_s"] == pytest.approx(1 / data.video_rate_hz)
+    assert np.mean([f["wm_ssim"] for f in frames]) == pytest.approx(res["wm_ssim"], abs=1e-3)
+    assert np.mean([f["copy_ssim"] for f in frames]) == pytest.approx(res["copy_condition_frame_ssim"], abs=1e-3)
+    assert all(f["autoencoder_psnr_db"] is not None and f["copy_psnr_db"] is not None for f in frames)
     for key in ("idm_action_mse", "vla_action_mse", "wm_psnr_db", "wm_ssim", "autoencoder_psnr_db"):
         assert np.isfinite(res[key]), key
     assert 0.0 <= res["idm_action_mse"] <= 1.0 and -1.0 <= res["wm_ssim"] <= 1.0

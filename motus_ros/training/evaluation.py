@@ -138,7 +138,8 @@ def offline_metrics(model, dataset, episode_ids: list[int], max_windows: int = 1
     device = model.device
     sq = {"idm": 0.0, "vla": 0.0}
     count = 0
-    psnrs, ssims, ae_psnrs, ae_ssims, copy_psnrs = [], [], [], [], []
+    psnrs, ssims, ae_psnrs, ae_ssims, copy_psnrs, copy_ssims = [], [], [], [], [], []
+    frame_index: list[int] = []       # which future frame (0 = +1/video rate) each entry above is
     for start in tqdm(range(0, len(wins), batch_size), desc="offline", disable=not progress, file=sys.stderr):
         batch = [ds.window_arrays(dataset, w, cfg) for w in wins[start: start + batch_size]]
         instr = [dataset.episodes[w.episode].task for w in wins[start: start + batch_size]]
@@ -164,6 +165,8 @@ def offline_metrics(model, dataset, episode_ids: list[int], max_windows: int = 1
                 ae_psnrs.append(psnr(rec[b, f], real[b, f]))
                 ae_ssims.append(ssim(rec[b, f], real[b, f]))
                 copy_psnrs.append(psnr(cond[b], real[b, f]))
+                copy_ssims.append(ssim(cond[b], real[b, f]))
+                frame_index.append(f)
 
     def finite_mean(v):
         v = [x for x in v if math.isfinite(x)]
@@ -174,7 +177,29 @@ def offline_metrics(model, dataset, episode_ids: list[int], max_windows: int = 1
             "wm_psnr_db": finite_mean(psnrs), "wm_ssim": float(np.mean(ssims)),
             "autoencoder_psnr_db": finite_mean(ae_psnrs), "autoencoder_ssim": float(np.mean(ae_ssims)),
             "copy_condition_frame_psnr_db": finite_mean(copy_psnrs),
+            "copy_condition_frame_ssim": float(np.mean(copy_ssims)),
+            "per_future_frame": per_future_frame(frame_index, psnrs, ssims, copy_psnrs, copy_ssims, ae_psnrs,
+                                                 ae_ssims, cfg.num_future_frames, dataset.video_rate_hz),
             "units": "actions normalised to [0, 1] per dimension (dataset min/max); PSNR dB and SSIM on 0..255"}
 
 
-__all__ = ["EpisodeResult", "offline_metrics", "percentile", "psnr", "ssim", "summarize"]
+def per_future_frame(frame_index, psnrs, ssims, copy_psnrs, copy_ssims, ae_psnrs, ae_ssims,
+                     num_future: int, rate_hz: float) -> list[dict]:
+    """World-model quality per future frame (+1/rate ... +F/rate s) beside the copy-the-condition-
+    frame baseline and the autoencoder ceiling: where in the horizon a prediction stops helping."""
+    idx = np.asarray(frame_index)
+
+    def mean_at(values, f, finite=False):
+        v = np.asarray(values, dtype=np.float64)[idx == f]
+        if finite:
+            v = v[np.isfinite(v)]
+        return round(float(v.mean()), 3) if v.size else None
+
+    return [{"frame": f + 1, "time_s": round((f + 1) / rate_hz, 3),
+             "wm_psnr_db": mean_at(psnrs, f, True), "wm_ssim": mean_at(ssims, f),
+             "copy_psnr_db": mean_at(copy_psnrs, f, True), "copy_ssim": mean_at(copy_ssims, f),
+             "autoencoder_psnr_db": mean_at(ae_psnrs, f, True), "autoencoder_ssim": mean_at(ae_ssims, f)}
+            for f in range(num_future)]
+
+
+__all__ = ["EpisodeResult", "offline_metrics", "per_future_frame", "percentile", "psnr", "ssim", "summarize"]

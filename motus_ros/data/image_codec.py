@@ -21,15 +21,15 @@ from motus_ros.layout import compressed_topic  # noqa: F401 - image_transport na
 
 COMPRESSIONS = ("none", "jpeg", "png")
 FORMATS = ("jpeg", "png")             # what a CompressedImage here carries
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
+CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 FORMAT_FIELD = "CompressedImage.format"
 
 
 def compressed_format(encoding: str, compression: str) -> str:
     """The `format` of an image of `encoding` stored as `compression` (image_transport's
     compressed plugin): OpenCV stores colour as bgr8, mono8 as mono8."""
-    if encoding not in _CHANNELS:
-        raise ValueError(f"encoding: got {encoding!r}, expected one of {sorted(_CHANNELS)}")
+    if encoding not in CHANNELS:
+        raise ValueError(f"encoding: got {encoding!r}, expected one of {sorted(CHANNELS)}")
     if compression not in FORMATS:
         raise ValueError(f"compression: got {compression!r}, expected one of {list(FORMATS)}")
     stored = "mono8" if encoding == "mono8" else "bgr8"
@@ -94,9 +94,9 @@ def decode_array(data, fmt: str, field: str = "CompressedImage") -> np.ndarray:
 
 def image_array(msg) -> np.ndarray:
     """rosbags sensor_msgs/Image -> HxWxC uint8 array in its own channel order."""
-    if msg.encoding not in _CHANNELS:
-        raise ValueError(f"Image.encoding: got {msg.encoding!r}, expected one of {sorted(_CHANNELS)}")
-    channels = _CHANNELS[msg.encoding]
+    if msg.encoding not in CHANNELS:
+        raise ValueError(f"Image.encoding: got {msg.encoding!r}, expected one of {sorted(CHANNELS)}")
+    channels = CHANNELS[msg.encoding]
     row = msg.width * channels
     data = np.asarray(msg.data, dtype=np.uint8)
     if msg.step < row or data.size < msg.step * msg.height:

@@ -229,10 +229,9 @@ def run_episode(monitor: EvalMonitor, runner, index: int, timeout_s: float, hori
 
 
 def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) -> dict:
-    from motus_ros.graph.bringup import GraphRunner
     from motus_ros.graph.spec import GraphError, load_graph, with_parameter_overrides
     from motus_ros.layout import CONTROL_RATE_HZ
-    from motus_ros.training.evaluation import summarize
+    from motus_ros.training.evaluation import spread, summarize
 
     try:
         graph = load_graph("sim")
@@ -301,7 +300,7 @@ def closed_loop(args, ckpt: str, stats: str, instruction: str, run_dir: Path) ->
             "transport": "UDPv4 only (no shared memory)" if args.transport == "udp"
                          else graph.process_environment().get("FASTDDS_BUILTIN_TRANSPORTS", "default"),
             "image_transport": args.image_transport,
-            "observation_to_chunk_receipt_sim_s": _spread(monitor.chunk_ages if monitor is not None else []),
+            "observation_to_chunk_receipt_sim_s": spread(monitor.chunk_ages if monitor is not None else []),
             "wall_time_s": round(time.monotonic() - wall0, 1),
             "success_criterion": "gym-aloha reward reached 4 (ACT, Zhao et al. 2023)",
             "reference": "ACT: 90% transfer-cube success with 50 scripted demonstrations (Zhao et al. 2023)"}
@@ -321,18 +320,6 @@ def _runner(graph, split: bool, log, log_dir: Path, extra: dict):
         raise CliError(f"--split: {exc}") from None
     return RunnerGroup([GraphRunner(part, out=log, log_dir=log_dir / part.part_name, extra_environment=extra)
                         for part in parts])
-
-
-def _spread(values: list[float]) -> dict | None:
-    """median / p90 / max of a list of seconds (None when empty)."""
-    import statistics
-
-    from motus_ros.training.evaluation import percentile
-
-    if not values:
-        return None
-    return {"count": len(values), "median": round(statistics.median(values), 4),
-            "p90": round(percentile(values, 0.9), 4), "max": round(max(values), 4)}
 
 
 def _configured_steps() -> int | None:

@@ -26,6 +26,8 @@ from motus_ros.sim import world as _world  # noqa: F401 - chooses MUJOCO_GL befo
 
 import mujoco  # noqa: E402
 
+from motus_ros.training.evaluation import mse  # noqa: E402
+
 PERTURBATIONS_RAD = (0.25, -0.25, 0.5)   # offsets ramped onto the expert chunk's arm joints
 
 
@@ -94,10 +96,6 @@ def play_chunk(world, chunk: np.ndarray, start_targets: np.ndarray, num_frames: 
         if (k + 1) % every == 0:
             frames.append(render())
     return frames
-
-
-def mse(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
 
 
 def run_start_state(world, policy, seed: int, start_step: int, task: str, instruction: str) -> Counterfactual:

@@ -62,11 +62,19 @@ def percentile(values, q: float) -> float:
     return float(ordered[min(len(ordered) - 1, max(0, int(math.ceil(q * len(ordered))) - 1))])
 
 
+def spread(values) -> dict | None:
+    """count / median / p90 / max of a list of seconds (None when empty)."""
+    values = [float(v) for v in values]
+    if not values:
+        return None
+    return {"count": len(values), "median": statistics.median(values), "p90": percentile(values, 0.9),
+            "max": max(values)}
+
+
 def summarize(results: list[EpisodeResult], latencies: list[float], meta: dict) -> dict:
     """The closed-loop part of the report."""
     n = len(results)
     successes = sum(r.success for r in results)
-    lat = [float(v) for v in latencies]
     return {
         **meta,
         "episodes": n,
@@ -74,17 +82,21 @@ def summarize(results: list[EpisodeResult], latencies: list[float], meta: dict) 
         "success_rate": successes / n if n else 0.0,
         "mean_return": float(np.mean([r.episode_return for r in results])) if n else 0.0,
         "mean_max_reward": float(np.mean([r.max_reward for r in results])) if n else 0.0,
-        "chunk_latency_s": ({"count": len(lat), "median": statistics.median(lat), "p90": percentile(lat, 0.9),
-                             "max": max(lat)} if lat else None),
+        "chunk_latency_s": spread(latencies),
         "per_episode": [r.to_dict() for r in results],
     }
 
 
 # Image metrics ---------------------------------------------------------------------------------------
+def mse(pred: np.ndarray, real: np.ndarray) -> float:
+    """Mean squared error of two uint8-range images (or stacks of them), in float64."""
+    return float(np.mean((np.asarray(pred, np.float64) - np.asarray(real, np.float64)) ** 2))
+
+
 def psnr(pred: np.ndarray, real: np.ndarray) -> float:
     """Peak signal-to-noise ratio (dB) of uint8-range images; inf when identical."""
-    mse = float(np.mean((np.asarray(pred, np.float64) - np.asarray(real, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * math.log10(PIXEL_MAX ** 2 / mse)
+    err = mse(pred, real)
+    return float("inf") if err == 0 else 10.0 * math.log10(PIXEL_MAX ** 2 / err)
 
 
 def _luma(img: np.ndarray) -> np.ndarray:
@@ -202,4 +214,5 @@ def per_future_frame(frame_index, psnrs, ssims, copy_psnrs, copy_ssims, ae_psnrs
             for f in range(num_future)]
 
 
-__all__ = ["EpisodeResult", "offline_metrics", "per_future_frame", "percentile", "psnr", "ssim", "summarize"]
+__all__ = ["EpisodeResult", "mse", "offline_metrics", "per_future_frame", "percentile", "psnr", "spread", "ssim",
+           "summarize"]

@@ -21,17 +21,15 @@ Parameters (read-only), node lists comma-separated, fully qualified (/ns/name):
 """
 from __future__ import annotations
 
-import signal
 import sys
 import threading
-from pathlib import Path
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from motus_ros.graph.lifecycle import LifecycleError, change_state, get_state, wait_for_future as wait_for
-from motus_ros.params import Param, ParameterError, declare_parameters
+from motus_ros.params import Param, declare_parameters
+from motus_ros.ros.run import run_node
 
 PARAMS = [
     Param("node_names", "", "managed nodes to configure and activate, comma-separated (/ns/name)"),
@@ -92,39 +90,22 @@ class LifecycleManager(Node):
                                "managed node(s) active")
         return 0
 
+    exit_code = 0      # run_node's exit status
 
-def _spin(executor) -> None:
-    try:
-        executor.spin()
-    except ExternalShutdownException:   # SIGTERM shut the context down: a normal end
-        pass
+    def bring_up_or_exit(self) -> None:
+        """bring_up(); after a required node's failure, end the process with status 1."""
+        self.exit_code = self.bring_up()
+        if self.exit_code:
+            rclpy.try_shutdown(context=self.context)
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
-    node = None
-    executor = MultiThreadedExecutor(num_threads=2)
-    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-    code = 0
-    try:
+    def make():
         node = LifecycleManager()
-        executor.add_node(node)
-        spinner.start()
-        code = node.bring_up()
-        if code == 0:
-            spinner.join()      # until Ctrl-C / SIGTERM shuts the context down
-    except ParameterError as exc:
-        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
-        code = 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        rclpy.try_shutdown()
-        executor.shutdown(timeout_sec=2.0)
-        if node is not None:
-            node.destroy_node()
-    return code
+        # Beside the executor run_node spins (the transitions' replies arrive through it).
+        threading.Thread(target=node.bring_up_or_exit, daemon=True).start()
+        return node
+    return run_node(make, args)
 
 
 if __name__ == "__main__":

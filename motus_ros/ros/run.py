@@ -55,7 +55,9 @@ def run_node(factory: Callable[[], "rclpy.node.Node | list[rclpy.node.Node]"], a
 
     A ParameterError at construction prints one line and exits 2; SIGTERM and Ctrl-C are normal
     exits (status 0) so `motus-ros bringup` can stop a graph cleanly. Several nodes are closed in
-    reverse order of creation.
+    reverse order of creation. A node that ends the process itself (rclpy.try_shutdown) with a
+    non-zero `exit_code` attribute makes that the exit status (the lifecycle manager's failed
+    bring-up).
     """
     from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy  # noqa: PLC0415
 
@@ -92,4 +94,4 @@ def run_node(factory: Callable[[], "rclpy.node.Node | list[rclpy.node.Node]"], a
                 close()
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return max((getattr(node, "exit_code", 0) for node in nodes), default=0)

@@ -64,6 +64,7 @@ TOPICS = {
     "instruction": "/motus/instruction",
     "execution_stats": "/motus/execution_stats",
     "wm_future": "/motus/wm/predicted_future",
+    "wm_comparison": "/motus/wm/predicted_future/comparison",   # sensor_msgs/Image: real above predicted
     "markers": "/motus/markers",
     "task_success": "/sim/task_success",
     "sim_episode": "/sim/episode",            # std_msgs/UInt32, latched: sent at every reset

@@ -177,3 +177,70 @@ def test_world_model_live_chain_applies_and_action_topic_is_read_only(ros):
     refused = node.set_parameters([Parameter("action_topic", value="/other")])[0]
     assert not refused.successful and node.get_parameter("action_topic").value == "/user/chunk"
     node.close()
+
+
+@pytest.mark.ros
+def test_world_model_compares_each_prediction_with_the_frames_that_came(ros):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from motus_ros.layout import CAMERAS
+    from motus_ros.nodes.messages import PREDICTION_QOS
+    from motus_ros.ros.images import image_to_numpy, numpy_to_image
+    from motus_ros.stamps import to_seconds, to_time_msg
+    from motus_ros.training.evaluation import psnr
+    from motus_ros.viz.prediction_check import comparison_image, model_frame
+    from ros_harness import wait_for_status
+
+    futures = ros.collect(PredictedFuture, "/motus/wm/predicted_future")
+    comparisons = ros.collect(Image, TOPICS["wm_comparison"], PREDICTION_QOS)
+    diagnostics = ros.collect(DiagnosticArray, "/diagnostics")
+    # 50 Hz frames: the prediction covers s0 + 0.02 .. s0 + 0.16 s. Generous waits: discovery on a
+    # busy machine must not age the observation or drop the prediction before the frames come.
+    node, policies = make_node(ros, action_topic="/user/chunk", video_rate_hz=50.0,
+                               diagnostics_period_s=0.1, max_observation_age_s=60.0,
+                               comparison_max_wait_s=60.0)
+    source = ObservationSource(ros)          # cameras 24x32, filled with 0, 50, 100
+    chunk_pub = ros.node.create_publisher(ActionChunk, "/user/chunk", 10)
+    s0 = source.now()
+
+    def imagined():
+        source.publish(s0)
+        chunk_pub.publish(action_chunk_msg(STATE[None, :] + np.zeros((48, 14)), s0, "vla", 7,
+                                           1 / 30, 0.0))
+        return bool(futures.messages)
+    wait_until(imagined, 15, "a PredictedFuture on /motus/wm/predicted_future", interval=0.05)
+    assert comparisons.messages == []          # nothing to compare with yet
+
+    # The real frames for the predicted times arrive afterwards, each camera a new value per frame.
+    def cams_at(k):
+        return {c: np.full((24, 32, 3), 20 * k + 5 * i, np.uint8) for i, c in enumerate(CAMERAS)}
+    def arrived(t):
+        newest = {c: -age for c, age in node.inputs.sync.ages(0.0).items()}   # age at 0 s: -stamp
+        return all(abs(newest[c] - t) < 1e-6 for c in CAMERAS)
+    for k in range(1, 9):
+        t = s0 + 0.02 * k
+        for cam, image in cams_at(k).items():
+            source.image_pubs[cam].publish(numpy_to_image(image, stamp=to_time_msg(t)))
+        # One frame at a time, so a shallow image queue drops none of them.
+        wait_until(lambda: arrived(t), 5, f"the camera frames at s0 + {0.02 * k:.2f} s")
+
+    got = comparisons.wait_for(1, timeout=10)[0]
+    assert to_seconds(got.header.stamp) == pytest.approx(s0, abs=1e-6)   # the observation's time
+    image = image_to_numpy(got)
+    real = np.stack([model_frame(cams_at(k), 32, 48) for k in range(1, 9)])
+    value = int(image[-1, 0, 0])         # fake predictions are uniform: the chunk counter
+    assert any(f.frames[0].data[0] == value for f in futures.messages)
+    np.testing.assert_array_equal(image, comparison_image(real, np.full_like(real, value)))
+
+    _, message, values = wait_for_status(diagnostics, "world_model_node",
+                                         lambda level, m, v: "psnr_last_db" in v)
+    assert int(values["compared_predictions"]) >= 1 and "PSNR" in message
+    condition = model_frame({c: np.full((24, 32, 3), 50 * i, np.uint8)
+                             for i, c in enumerate(CAMERAS)}, 32, 48)
+    copy_db = np.mean([psnr(condition, r) for r in real])
+    assert float(values["copy_psnr_last_db"]) == pytest.approx(copy_db, rel=1e-4)
+    seen = {int(f.frames[0].data[0]) for f in futures.messages}
+    candidates = [np.mean([psnr(np.full_like(r, v), r) for r in real]) for v in seen]
+    assert any(float(values["psnr_last_db"]) == pytest.approx(c, rel=1e-4) for c in candidates)
+    assert len(values["psnr_by_frame_db"].split()) == 8
+    node.close()

@@ -1,7 +1,9 @@
 """`motus-ros snapshot --out PNG [--duration s]`: a PNG of what the robot sees and expects.
 
 Listens to the running graph for a short while, then writes one image: the current camera views,
-the latest predicted future frames (Joint-mode policy, else the world model) and a plot of the
+the latest predicted future frames (Joint-mode policy, else the world model), the world model's
+latest predicted-vs-real comparison (/motus/wm/predicted_future/comparison, real frames above
+predicted; its running PSNR from /diagnostics in the title) when there is one, and a plot of the
 latest predicted chunk against the executed joint positions. For people without RViz; headless
 (matplotlib Agg).
 """
@@ -15,22 +17,31 @@ from pathlib import Path
 
 import numpy as np
 
-HELP = "write a PNG of the camera views, predicted future frames and predicted vs executed joints"
+HELP = ("write a PNG of the camera views, predicted future frames, predicted vs real frames and "
+        "predicted vs executed joints")
+WM_STATUS = "world_model_node"       # the world model's /diagnostics status name
+COMPARISON_HEIGHT_IN = 3.0           # inches added to the figure for the comparison row
+LABEL_ABOVE_IN = 0.46                # the future row's label, inches above the row (over the titles)
 
 
 def compose_snapshot(out: str | Path, cameras: dict[str, np.ndarray], future: np.ndarray | None,
-                     future_label: str, predicted: tuple | None, executed: tuple | None) -> Path:
-    """Write the PNG. predicted/executed: (times_s relative to now (N,), positions (N, 14))."""
+                     future_label: str, predicted: tuple | None, executed: tuple | None,
+                     comparison: np.ndarray | None = None, comparison_title: str = "") -> Path:
+    """Write the PNG. predicted/executed: (times_s relative to now (N,), positions (N, 14)).
+    comparison: the world model's real-above-predicted image (a row of its own when given)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
     from matplotlib.gridspec import GridSpec  # noqa: PLC0415
 
-    from motus_ros.viz.plot import draw_joint_axes  # noqa: PLC0415
+    from motus_ros.viz.plot import draw_comparison, draw_joint_axes  # noqa: PLC0415
 
     n_future = 0 if future is None else min(len(future), 8)
-    fig = Figure(figsize=(16, 11), dpi=80)
+    extra = 0.0 if comparison is None else COMPARISON_HEIGHT_IN
+    fig = Figure(figsize=(16, 11 + extra), dpi=80)
     FigureCanvasAgg(fig)
-    grid = GridSpec(4, 56, figure=fig, height_ratios=[1.3, 1.0, 0.8, 0.8], hspace=0.45)
+    ratios = [1.3, 1.0, 0.8, 0.8] if comparison is None else [1.3, 1.0, 1.3, 0.8, 0.8]
+    grid = GridSpec(len(ratios), 56, figure=fig, height_ratios=ratios, hspace=0.45)
+    joints_row = len(ratios) - 2
     for i, name in enumerate(("high", "left_wrist", "right_wrist")):
         ax = fig.add_subplot(grid[0, i * 18:(i + 1) * 18])
         if name in cameras:
@@ -48,8 +59,15 @@ def compose_snapshot(out: str | Path, cameras: dict[str, np.ndarray], future: np
             ax.text(0.5, 0.5, "no predicted frames", ha="center", va="center")
         ax.axis("off")
     if n_future:
-        fig.text(0.5, 0.665, f"predicted future ({future_label})", ha="center", fontsize=10)
-    axes = [fig.add_subplot(grid[2 + j // 7, (j % 7) * 8:(j % 7) * 8 + 7]) for j in range(14)]
+        # Just above the frame titles, wherever the grid put this row.
+        top = grid[1, :].get_position(fig).y1 + LABEL_ABOVE_IN / fig.get_figheight()
+        fig.text(0.5, top, f"predicted future ({future_label})", ha="center", fontsize=10)
+    if comparison is not None:
+        title = "world model: real (top) vs predicted (bottom)"
+        draw_comparison(fig.add_subplot(grid[2, 2:54]), comparison,
+                        f"{title}\n{comparison_title}" if comparison_title else title)
+    axes = [fig.add_subplot(grid[joints_row + j // 7, (j % 7) * 8:(j % 7) * 8 + 7])
+            for j in range(14)]
     draw_joint_axes(axes, *(predicted or (None, None)), *(executed or (None, None)))
     axes[0].legend(fontsize=6, loc="best")
     out = Path(out)
@@ -63,6 +81,7 @@ class _Listener:
 
     def __init__(self, node, joint_states_topic: str):
         from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
+        from diagnostic_msgs.msg import DiagnosticArray  # noqa: PLC0415
         from sensor_msgs.msg import Image, JointState  # noqa: PLC0415
 
         from motus_msgs.msg import ActionChunk, PredictedFuture  # noqa: PLC0415
@@ -72,8 +91,10 @@ class _Listener:
 
         self.lock = threading.Lock()
         self.images, self.futures, self.chunk, self.states = {}, {}, None, []
+        self.comparison, self.wm_values = None, {}
         self.topics = [camera_image_topic(c) for c in CAMERAS] + [
-            TOPICS["predicted_future"], TOPICS["wm_future"], TOPICS["action_chunk"], joint_states_topic]
+            TOPICS["predicted_future"], TOPICS["wm_future"], TOPICS["wm_comparison"],
+            TOPICS["action_chunk"], joint_states_topic]
         for cam in CAMERAS:
             node.create_subscription(Image, camera_image_topic(cam),
                                      lambda m, c=cam: self._set(self.images, c, m), image_qos())
@@ -81,6 +102,9 @@ class _Listener:
             node.create_subscription(PredictedFuture, TOPICS[key],
                                      lambda m, k=key: self._set(self.futures, k, m),
                                      PREDICTION_QOS)
+        # Latched like the futures: the last comparison arrives even when it is minutes old.
+        node.create_subscription(Image, TOPICS["wm_comparison"], self._on_comparison, PREDICTION_QOS)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         node.create_subscription(ActionChunk, TOPICS["action_chunk"], self._on_chunk, 10)
         node.create_subscription(JointState, joint_states_topic, self._on_state,
                                  qos_profile_sensor_data)
@@ -97,9 +121,20 @@ class _Listener:
         with self.lock:
             self.states.append(msg)
 
+    def _on_comparison(self, msg):
+        with self.lock:
+            self.comparison = msg
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name == WM_STATUS:
+                with self.lock:
+                    self.wm_values = {kv.key: kv.value for kv in status.values}
+
     def anything(self) -> bool:
         with self.lock:
-            return bool(self.images or self.futures or self.chunk or self.states)
+            return bool(self.images or self.futures or self.chunk or self.states
+                        or self.comparison is not None)
 
 
 def _collect(args) -> _Listener:
@@ -138,6 +173,7 @@ def main(argv: list[str]) -> int:
     from motus_ros.nodes.messages import chunk_actions  # noqa: PLC0415
     from motus_ros.stamps import to_seconds  # noqa: PLC0415
     from motus_ros.policy.sync import state_vector  # noqa: PLC0415
+    from motus_ros.viz.prediction_check import psnr_summary  # noqa: PLC0415
 
     got = _collect(args)
     if not got.anything():
@@ -167,9 +203,12 @@ def main(argv: list[str]) -> int:
         t0 = to_seconds(got.chunk.header.stamp)
         now = t0 if now is None else now
         predicted = (t0 - now + got.chunk.control_period * np.arange(1, len(rows) + 1), rows)
-    path = compose_snapshot(args.out, cameras, future, label or "", predicted, executed)
+    comparison = None if got.comparison is None else image_to_numpy(got.comparison)
+    path = compose_snapshot(args.out, cameras, future, label or "", predicted, executed,
+                            comparison, psnr_summary(got.wm_values))
     print(f"wrote {path}: {len(cameras)} camera(s), "
           f"{0 if future is None else len(future)} predicted frame(s), "
+          f"{'a' if comparison is not None else 'no'} predicted-vs-real comparison, "
           f"{'a' if predicted else 'no'} chunk, {len(executed_rows)} joint state(s)")
     return 0
 

@@ -1,5 +1,6 @@
 """Observation assembly for the nodes that run Motus: camera and joint-state subscriptions feeding
-an ObservationSync, and one observation dict per inference.
+an ObservationSync, and one observation dict per inference (or, images_at(), the camera frames at
+a past time, for the world model's predicted-vs-real check).
 
 Cameras are read as sensor_msgs/Image on their image topics (image_transport "raw") or as
 sensor_msgs/CompressedImage (JPEG) on image_transport's `<image topic>/compressed` ("compressed").
@@ -78,6 +79,23 @@ class ObservationInput:
             if self.bad_state and "joint state" in result.reason:
                 result.reason += f" (joint states rejected: {self.bad_state})"
             return result, None
+        result, images = self._decoded(result)
+        if images is None:
+            return result, None
+        return result, {"images": images, "state": result.samples[STATE].copy()}
+
+    def images_at(self, at: float):
+        """(SyncResult, {camera: RGB uint8 image} or None): the camera frames nearest time `at` (s),
+        decoded, once every camera has reached it (ObservationSync.cameras_at); what the world
+        model's predictions are compared with."""
+        result = self.sync.cameras_at(at)
+        if not result.ok:
+            return result, None
+        return self._decoded(result)
+
+    def _decoded(self, result: SyncResult):
+        """(result, {camera: RGB uint8}) or, when a frame does not decode, (result not ok naming
+        the camera and its topic, None)."""
         images = {}
         for cam in self.sync.cameras:
             try:
@@ -88,4 +106,4 @@ class ObservationInput:
                           f"(image_transport {self.image_transport}): {exc}")
                 self.node.get_logger().warning(reason, throttle_duration_sec=5.0)
                 return SyncResult(False, reason, stamp=result.stamp, stamps=result.stamps), None
-        return result, {"images": images, "state": result.samples[STATE].copy()}
+        return result, images

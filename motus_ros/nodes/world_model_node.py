@@ -8,11 +8,22 @@ last action seed the next one) in a worker thread and publishes PredictedFuture 
 frames side by side on /motus/wm/predicted_future/strip. While a rollout runs only the newest
 chunk waits; older ones are counted as skipped. It never publishes joint commands or chunks.
 
+Predicted vs what happened (motus_ros/viz/prediction_check.py): each prediction is kept until the
+camera frames for its times (stamp + k / video_rate_hz, k = 1..N; nearest frame per camera within
+sync_tolerance_s, tiled like the model's input) have arrived, then the real frames in a row above
+the predicted ones go out on /motus/wm/predicted_future/comparison (stamped with the prediction's
+observation time), and /diagnostics gets the PSNR (dB): the last comparison, the running mean over
+the last `comparison_window` and per horizon frame, each beside the copy baseline (the condition
+frame repeated: "nothing moves"), with the counts of compared predictions and of those dropped
+because their real frames had not all arrived `comparison_max_wait_s` after the last frame time.
+At most `comparison_max_pending` predictions wait at once; newer ones go unchecked (counted).
+
 A managed node (ModelNode): configure loads the model, activate starts imagining, deactivate
 stops, cleanup releases. Cameras are read raw or, with `image_transport: compressed`, as JPEG
 CompressedImage on <image topic>/compressed (see _observation.py). Live parameters: instruction,
 steps, chain, tick_rate_hz, sync_tolerance_s, max_observation_age_s, video_rate_hz,
-diagnostics_period_s; the rest are read-only.
+diagnostics_period_s, comparison_max_wait_s, comparison_window, comparison_max_pending; the rest
+are read-only.
 """
 from __future__ import annotations
 
@@ -32,11 +43,15 @@ from motus_ros.nodes.messages import PREDICTION_QOS, chunk_actions, predicted_fu
 from motus_ros.params import Param
 from motus_ros.policy.chain import ChainedRollout
 from motus_ros.stamps import to_seconds, to_time_msg
+from motus_ros.viz.prediction_check import PredictionCheck, comparison_image, model_frame, psnr_summary
 
 WM_TOPIC = TOPICS["wm_future"]
 WM_IMAGE_TOPIC = WM_TOPIC + "/image"
 WM_STRIP_TOPIC = WM_TOPIC + "/strip"
+WM_COMPARISON_TOPIC = TOPICS["wm_comparison"]
 STRIP_MAX_WIDTH = 1600   # pixels: the strip is downsampled by an integer factor to fit
+# The camera buffers hold ~0.5 s (15 frames at 30 Hz): look for real frames well within that.
+COMPARISON_PERIOD_S = 0.1
 
 PARAMS = [
     *MODEL_PARAMS,
@@ -50,6 +65,14 @@ PARAMS = [
     Param("max_observation_age_s", 5.0, "observations older than this are not imagined from (s)",
           min=0.001, max=3600.0, live=True),
     Param("video_rate_hz", VIDEO_RATE_HZ, "rate of the predicted frames (Hz)", min=0.1, max=1000.0,
+          live=True),
+    Param("comparison_max_wait_s", 2.0, "a prediction whose real camera frames have not all arrived "
+          "this long after its last frame time is dropped and counted (s)", min=0.0, max=600.0,
+          live=True),
+    Param("comparison_window", 20, "predicted-vs-real comparisons in the running PSNR means",
+          min=1, max=10000, live=True),
+    Param("comparison_max_pending", 8, "predictions waiting for their real frames at once; newer "
+          "ones are not checked while full (bounds memory on long horizons)", min=1, max=256,
           live=True),
 ]
 
@@ -78,6 +101,13 @@ class WorldModelNode(ModelNode):
         self.future_pub = self.create_publisher(PredictedFuture, WM_TOPIC, PREDICTION_QOS)
         self.image_pub = self.create_publisher(Image, WM_IMAGE_TOPIC, PREDICTION_QOS)
         self.strip_pub = self.create_publisher(Image, WM_STRIP_TOPIC, PREDICTION_QOS)
+        self.comparison_pub = self.create_publisher(Image, WM_COMPARISON_TOPIC, PREDICTION_QOS)
+        # Filled from the worker thread (on_result), matched and read on the executor: one lock.
+        self._check_lock = threading.Lock()
+        self.check = PredictionCheck(self.params["comparison_max_wait_s"],
+                                     self.params["comparison_window"],
+                                     self.params["comparison_max_pending"])
+        self._check_timer = self.create_timer(COMPARISON_PERIOD_S, self._check_predictions)
         self.create_subscription(ActionChunk, self.params["action_topic"], self._on_chunk, 10)
         self.diagnostics = diag.DiagnosticsPublisher(self)
         self.finish_init()
@@ -90,6 +120,11 @@ class WorldModelNode(ModelNode):
         super().activate()
         self.last_reason = "waiting for action chunks"
 
+    def deactivate(self) -> None:
+        super().deactivate()
+        with self._check_lock:
+            self.check.clear()   # nothing is published while inactive, so nothing to wait for
+
     def apply_steps(self) -> None:
         if self.worker is not None:
             self.worker.set_mode("wm", self.steps)
@@ -98,6 +133,11 @@ class WorldModelNode(ModelNode):
         if "chain" in changed and self.worker is not None:
             # Read by the worker at the start of each rollout: the next chunk uses the new length.
             self.worker.policy.chain = int(changed["chain"])
+        limits = {"max_wait_s": changed.get("comparison_max_wait_s"),
+                  "window": changed.get("comparison_window"),
+                  "max_pending": changed.get("comparison_max_pending")}
+        with self._check_lock:
+            self.check.set_limits(**limits)
 
     def _on_chunk(self, msg: ActionChunk) -> None:
         with self._lock:
@@ -128,7 +168,8 @@ class WorldModelNode(ModelNode):
                                       throttle_duration_sec=5.0)
             return
         observation.update(actions=actions, instruction=self.instruction, mode="wm")
-        if self.worker.submit(observation, {"stamp": result.stamp, "chunk_id": chunk.chunk_id}):
+        meta = {"stamp": result.stamp, "chunk_id": chunk.chunk_id, "images": observation["images"]}
+        if self.worker.submit(observation, meta):
             self.last_reason = ""
 
     def on_result(self, meta: dict, result: dict, duration: float) -> None:
@@ -145,6 +186,27 @@ class WorldModelNode(ModelNode):
                                               frame_id="motus_prediction"))
         self.rollouts += 1
         self.last_duration = duration
+        _, h, w, _ = frames.shape
+        condition = model_frame(meta["images"], h, w)     # the copy baseline: nothing moves
+        with self._check_lock:
+            self.check.add(stamp, frames, 1.0 / self.params["video_rate_hz"], condition,
+                           meta["chunk_id"])
+
+    def _check_predictions(self) -> None:
+        """Match waiting predictions with the camera frames at their times; publish the
+        comparison image of each completed one."""
+        if not self.active:
+            return
+
+        def real_frame(t: float, height: int, width: int):
+            _, images = self.inputs.images_at(t)
+            return None if images is None else model_frame(images, height, width)
+        with self._check_lock:
+            done = self.check.update(self.inputs.now(), real_frame)
+        for comparison in done:
+            image = comparison_image(comparison.real, comparison.predicted)
+            self.comparison_pub.publish(numpy_to_image(image, stamp=to_time_msg(comparison.stamp),
+                                                       frame_id="motus_prediction"))
 
     def on_error(self, meta: dict, exc: BaseException) -> None:
         self.last_error = f"{type(exc).__name__}: {exc}"
@@ -157,6 +219,8 @@ class WorldModelNode(ModelNode):
         worker = self.worker
         if worker is not None and worker.last_duration_s is not None:
             values["rollout_s"] = float(worker.last_duration_s)
+        with self._check_lock:
+            values.update(self.check.stats())
         if self.last_error:
             values["last_error"] = self.last_error
         if worker is None:
@@ -167,6 +231,8 @@ class WorldModelNode(ModelNode):
             level, message = diag.WARN, f"not imagining: {self.last_reason}"
         else:
             level, message = diag.OK, self.last_reason or "imagining"
+            if (summary := psnr_summary(values)):
+                message += f"; {summary}"
         self.diagnostics.publish(diag.status("world_model_node", level, message, values))
 
 

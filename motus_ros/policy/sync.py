@@ -14,6 +14,9 @@ import numpy as np
 from motus_ros.layout import JOINT_NAMES, LayoutError, reorder
 
 STATE = "joint_state"
+# Stamps as float seconds since 1970 resolve ~0.2 us: a frame stamped at a requested time, read back
+# through builtin_interfaces/Time, may land this far below it and still counts as reached.
+STAMP_EPSILON_S = 1e-6
 
 
 def state_vector(names: Sequence[str], positions: Sequence[float],
@@ -99,6 +102,30 @@ class ObservationSync:
             return SyncResult(False, "no new observation since the last chunk", stamp=stamp,
                               stamps=stamps)
         return SyncResult(True, "", stamp, {s: c[1] for s, c in chosen.items()}, stamps)
+
+    def cameras_at(self, at: float) -> SyncResult:
+        """One frame per camera, the nearest to time `at` (s), for comparing a prediction with what
+        happened; joint states are not needed and the age limit does not apply (`at` is in the
+        past by design). Not ok while a camera has no frame at or after `at` yet (a nearer one may
+        still come), or when a camera's nearest frame is more than tolerance_s away."""
+        at = float(at)
+        missing = [c for c in self.cameras if not self._buf[c]]
+        if missing:
+            return SyncResult(False, "no data yet from " + ", ".join(_label(c) for c in missing),
+                              stale=True)
+        behind = [c for c in self.cameras if self._buf[c][-1][0] < at - STAMP_EPSILON_S]
+        if behind:
+            return SyncResult(False, f"no frame at or after {at:.3f} s yet from "
+                              + ", ".join(_label(c) for c in behind))
+        chosen = {c: min(self._buf[c], key=lambda item: abs(item[0] - at)) for c in self.cameras}
+        stamps = {c: item[0] for c, item in chosen.items()}
+        far = {c: t for c, t in stamps.items() if abs(t - at) > self.tolerance_s}
+        if far:
+            text = ", ".join(f"{_label(c)} {t:.3f}" for c, t in far.items())
+            return SyncResult(False, f"no frame within sync_tolerance_s {self.tolerance_s:g} of "
+                              f"{at:.3f} s ({text})", stamps=stamps, stale=True)
+        return SyncResult(True, "", min(stamps.values()), {c: item[1] for c, item in chosen.items()},
+                          stamps)
 
     def mark_used(self, stamp: float) -> None:
         self.last_used = stamp

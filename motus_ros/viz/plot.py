@@ -1,4 +1,5 @@
-"""Headless (Agg) plots: predicted vs executed joint trajectories, image grids for snapshots.
+"""Headless (Agg) plots: predicted vs executed joint trajectories, image grids for snapshots, the
+world model's predicted-vs-real panel.
 
 Uses matplotlib's object API with FigureCanvasAgg (no pyplot global state, no display needed).
 """
@@ -43,3 +44,16 @@ def joint_plot(predicted_t, predicted, executed_t, executed, size=(960, 400), dp
     axes[0].legend(fontsize=5, loc="best")
     fig.tight_layout(pad=0.3)
     return figure_to_rgb(fig)
+
+
+def draw_comparison(ax, image: np.ndarray, title: str) -> None:
+    """The world model's comparison image (real frames in the top half, predicted below, see
+    viz/prediction_check.comparison_image) on one axis, its rows named on the left."""
+    h = image.shape[0]
+    ax.imshow(image)
+    ax.set_xticks([])
+    ax.set_yticks([h / 4, 3 * h / 4], ["real", "predicted"], fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title, fontsize=9)

@@ -33,6 +33,7 @@ TIMESTEP_SAMPLINGS = ("logit_normal", "shifted_uniform", "flow_shift")
 VIDEO_LOSSES = ("future_frames", "all_frames")
 ACTION_POSITIONS = ("exact", "spare_row")
 VLM_PROMPTS = ("image_text", "chat_text_image", "chat_image_text")
+VIDEO_TARGETS = ("absolute", "residual")
 TOKENIZER_SOURCES = ("byte", "files")
 # Frames <-> latents: "wan" (diffusers AutoencoderKLWan, Wan 2.2 layout), "patch" (parameter-free
 # stand-in), "learned" (a small AutoencoderKL trained by `motus-ros train-vae`, read from vae_path).
@@ -87,6 +88,11 @@ class Conventions:
                         "chat_image_text": [image, instruction] with the generation prompt (the
                         official training datasets, utils/vlm_utils.py). Without tokenizer files the
                         byte stand-in keeps the text/image order but has no chat template.
+    video_target        what the video expert denoises for the future latent frames. "absolute": the
+                        latents themselves (official and the presets). "residual": their difference
+                        from the condition latent, times MotusConfig.video_residual_scale (models
+                        trained here on a fixed-camera scene: a model that has learned nothing yet
+                        predicts "nothing moves", the copy baseline, instead of noise).
     A config without conventions (checkpoints older than this field) has the project's.
     """
 
@@ -96,11 +102,13 @@ class Conventions:
     video_loss: str = "future_frames"
     action_positions: str = "exact"
     vlm_prompt: str = "image_text"
+    video_target: str = "absolute"
 
     def __post_init__(self) -> None:
         for name, allowed in (("condition_timestep", CONDITION_TIMESTEPS), ("text_context", TEXT_CONTEXTS),
                               ("timestep_sampling", TIMESTEP_SAMPLINGS), ("video_loss", VIDEO_LOSSES),
-                              ("action_positions", ACTION_POSITIONS), ("vlm_prompt", VLM_PROMPTS)):
+                              ("action_positions", ACTION_POSITIONS), ("vlm_prompt", VLM_PROMPTS),
+                              ("video_target", VIDEO_TARGETS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"conventions.{name}='{value}', expected one of: {', '.join(allowed)}")
@@ -183,6 +191,9 @@ class MotusConfig:
     # Flow matching at inference (the training objective's numbers: motus.flow.LossSettings).
     num_inference_steps: int = PAPER_INFERENCE_STEPS
     sampler_shift: float = 1.0
+    # conventions.video_target "residual": future latents enter the video expert as
+    # (latent - condition latent) * video_residual_scale (about 1 / the residuals' std).
+    video_residual_scale: float = 1.0
     # Official-vs-project choices (see Conventions); presets keep the project's.
     conventions: Conventions = field(default_factory=Conventions)
 
@@ -230,6 +241,7 @@ class MotusConfig:
         need(self.num_future_frames % self.vae_temporal == 0,
              f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
+        need(self.video_residual_scale > 0, f"video_residual_scale={self.video_residual_scale}, expected > 0")
         need(self.vae_kind in VAE_KINDS, f"vae_kind='{self.vae_kind}', expected one of: {', '.join(VAE_KINDS)}")
         need(self.vae_kind != "learned" or bool(self.vae_path),
              "vae_kind='learned' needs vae_path (the folder `motus-ros train-vae` wrote, e.g. models/sim_video_ae)")

@@ -153,11 +153,12 @@ class FlowLoss:
 
 def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, state: torch.Tensor, cond,
                        settings: LossSettings, generator: torch.Generator | None = None) -> FlowLoss:
-    """latents [B,C,T,h,w] (frame 0 = condition), actions [B,chunk,A] and state [B,S] normalized,
+    """latents [B,C,T,h,w] autoencoder latents (frame 0 = condition), actions [B,chunk,A] and state [B,S] normalized,
     cond = model.prepare_conditioning(...). model.config gives the shapes and conventions, `settings`
     the timestep parameters and loss weights. Video and action timesteps are drawn independently."""
     cfg = model.config
     b, device = latents.shape[0], latents.device
+    latents = model.video_to_model(latents)                                # conventions.video_target
     t_v = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
     t_a = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
     eps_v = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device)

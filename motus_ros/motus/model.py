@@ -161,6 +161,22 @@ class Motus(nn.Module):
             text_states = pad_text(text_states, self.config.text_max_len)
         return self.video.text(text_states)
 
+    # The video expert's space (conventions.video_target) -----------------------------------------
+    def video_to_model(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents [B,C,T,h,w] (frame 0 = condition) -> what the video expert denoises: the same, or
+        under video_target 'residual' the future frames as (latent - condition) * video_residual_scale."""
+        if self.config.conventions.video_target == "absolute":
+            return latents
+        cond = latents[:, :, :1]
+        return torch.cat([cond, (latents[:, :, 1:] - cond) * self.config.video_residual_scale], dim=2)
+
+    def video_from_model(self, video: torch.Tensor) -> torch.Tensor:
+        """Inverse of video_to_model: the video expert's frames back to autoencoder latents."""
+        if self.config.conventions.video_target == "absolute":
+            return video
+        cond = video[:, :, :1]
+        return torch.cat([cond, cond + video[:, :, 1:] / self.config.video_residual_scale], dim=2)
+
     # One network evaluation ----------------------------------------------------------------------
     def denoise(self, cond: Conditioning, video_latents: torch.Tensor, t_video: torch.Tensor,
                 actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
@@ -218,7 +234,7 @@ class Motus(nn.Module):
         """The denoising loop of `generate` from given starting tensors.
 
         video [B,C,T,h,w]: frame 0 = the clean condition latent, frames 1.. noise (or the given clean
-        video in idm); actions [B,chunk,A]: noise (or the given actions in wm). Euler steps from
+        video in idm), in the video expert's space (video_to_model); actions [B,chunk,A]: noise (or the given actions in wm). Euler steps from
         t = 1 to 0 (`steps` equal steps, warped by sampler_shift), the same t for every modality
         being denoised; frame 0 is never updated, i.e. the condition latent is written back after
         every step (official `inference_step`). recondition: None, or a callable giving a fresh
@@ -285,6 +301,7 @@ class Motus(nn.Module):
         given_video = None
         if video_role == CLEAN:
             given_video = self.encode_frames(torch.cat([images.unsqueeze(2), future_frames.to(device)], dim=2))
+            given_video = self.video_to_model(given_video)
         timing["conditioning_s"] += time.perf_counter() - start
 
         # Initial noise is always drawn in the same order so seeds mean the same across modes.
@@ -304,6 +321,8 @@ class Motus(nn.Module):
         video, act = self.sample(cond, video, act, state.to(device), mode=mode, steps=steps, step_fn=step_fn,
                                  recondition=recondition, timing=timing)
 
+        video = self.video_from_model(video)
+        given_video = None if given_video is None else self.video_from_model(given_video)
         frames = None
         if video_role == DENOISE:
             t0 = time.perf_counter()

@@ -46,20 +46,22 @@ def _header(t: float):
 
 
 def write_bag(folder: Path, *, leader_topic=True, robot="sim", task="transfer the cube",
-              duration=DURATION, close=True, shuffled_names=False) -> Path:
-    """A synthetic episode bag: linear joint ramps, frame-indexed camera images."""
+              duration=DURATION, close=True, shuffled_names=False, joints=True) -> Path:
+    """A synthetic episode bag: linear joint ramps, frame-indexed camera images (joints False:
+    cameras only, no joint topic at all)."""
     w = BagWriter(folder, fsync=False).open()
     js_type, img_type = "sensor_msgs/msg/JointState", "sensor_msgs/msg/Image"
     topics = [layout.TOPICS["joint_states"]] + ([layout.TOPICS["leader_joint_states"]] if leader_topic else [])
+    topics = topics if joints else []
     for t in topics:
         w.add_topic(t, js_type)
     cams = [layout.camera_image_topic(c) for c in layout.CAMERAS]
     for c in cams:
         w.add_topic(c, img_type)
     events = []
-    for k in range(int(duration * JS_RATE) + 1):
+    for k in range(int(duration * JS_RATE) + 1 if joints else 0):
         events.append((T0 + k / JS_RATE, "f", k))
-    if leader_topic:
+    if leader_topic and joints:
         for k in range(int(duration * LEADER_RATE) + 1):
             events.append((T0 + k / LEADER_RATE, "l", k))
     for k in range(int(duration * CAM_RATE) + 1):
@@ -447,3 +449,94 @@ def test_time_source_tolerates_a_lagging_recorder_but_not_another_clock():
     assert source == "log" and "/camera stamps a clock that disagrees" in reason
     sim_on_wall = dict(backlog, **{"/joints": ([t - 1.7e9 for t in log], log)})
     assert choose_time_source(sim_on_wall, "auto")[0] == "log"
+
+
+# --- episodes without joint data (label-free, for stage 2) -------------------------------------
+@pytest.fixture(scope="module")
+def camera_only_bags(tmp_path_factory):
+    root = tmp_path_factory.mktemp("camera_only")
+    return [write_bag(root / "video_a", joints=False), write_bag(root / "video_b", joints=False)]
+
+
+def _tiled_frames(steps) -> np.ndarray:
+    from motus_ros.data.tiling import resolve_tiler
+    tile = resolve_tiler()
+    return np.stack([tile(*(cam_image(ci, int(s)) for ci in range(3)), height=384, width=320) for s in steps])
+
+
+def test_camera_only_bags_become_label_free_episodes(good_bags, camera_only_bags, tmp_path):
+    """No joint topic: frames and timelines, no state/action, "has_actions": false; statistics and
+    each kind's split from the episodes with joint data alone."""
+    from motus_ros.data.convert import ConvertConfig, convert
+
+    labeled = good_bags[:2]                          # both robot "sim"
+    logs = []
+    report = convert([*labeled, *camera_only_bags], tmp_path / "out", ConvertConfig(val_fraction=0.5),
+                     progress=False, log=logs.append)
+    assert not report.failures and len(report.episodes) == 4
+    assert sum("video_a" in line and "label-free" in line for line in logs) == 1
+    n = int(DURATION * 30) + 1
+    data = np.load(tmp_path / "out" / "episodes" / "video_a" / "data.npz")
+    assert sorted(data.files) == ["frame_steps", "frame_times", "frames", "timestamps"]
+    np.testing.assert_allclose(data["timestamps"], np.arange(n) / 30.0)
+    np.testing.assert_array_equal(data["frame_steps"], np.arange(0, n, 6))
+    np.testing.assert_array_equal(data["frames"], _tiled_frames(data["frame_steps"]))
+    meta = json.loads((tmp_path / "out" / "episodes" / "video_a" / "episode.json").read_text())
+    assert meta["has_actions"] is False and meta["steps"] == n and "state" not in meta
+    assert "has_actions" not in json.loads((tmp_path / "out" / "episodes" / "ep_a" / "episode.json").read_text())
+    dataset = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    flags = {e["name"]: e.get("has_actions", True) for e in dataset["episodes"]}
+    assert flags == {"ep_a": True, "ep_b": True, "video_a": False, "video_b": False}
+    assert "has_actions" not in next(e for e in dataset["episodes"] if e["name"] == "ep_a")
+    splits = {e["name"]: e["split"] for e in dataset["episodes"]}
+    assert sorted(splits[k] for k in ("ep_a", "ep_b")) == ["train", "val"]          # split per kind
+    assert sorted(splits[k] for k in ("video_a", "video_b")) == ["train", "val"]
+    # Statistics: the labeled train episode only, exactly as when the camera-only bags are absent.
+    alone = convert(labeled, tmp_path / "alone", ConvertConfig(val_fraction=0.5), progress=False)
+    assert {e.name: e.split for e in alone.episodes} == {k: v for k, v in splits.items() if k.startswith("ep_")}
+    assert json.loads((tmp_path / "out" / "stats.json").read_text()) == \
+        json.loads((tmp_path / "alone" / "stats.json").read_text())
+    train = next(e for e in report.episodes if e.has_actions and e.split == "train")
+    stats = json.loads((tmp_path / "out" / "stats" / "sim.json").read_text())
+    np.testing.assert_allclose(stats["action"]["max"], train.action.max(0), rtol=1e-6)
+
+
+def test_no_actions_withholds_joint_data(good_bags, tmp_path, capsys):
+    from motus_ros.commands.convert import main
+
+    rc = main([str(good_bags[0]), str(good_bags[2]), "--out", str(tmp_path / "out"), "--no-actions",
+               "--no-progress"])
+    assert rc == 0
+    for name in ("ep_a", "ep_c"):
+        data = np.load(tmp_path / "out" / "episodes" / name / "data.npz")
+        assert "state" not in data.files and "action" not in data.files
+        np.testing.assert_array_equal(data["frames"], _tiled_frames(data["frame_steps"]))
+    dataset = json.loads((tmp_path / "out" / "dataset.json").read_text())
+    assert [e.get("has_actions") for e in dataset["episodes"]] == [False, False]
+    assert json.loads((tmp_path / "out" / "stats.json").read_text()) == {}     # no labeled episode: no stats
+    assert not (tmp_path / "out" / "stats").exists()
+    # LeRobot datasets need joint data: refused before anything is written.
+    assert main([str(good_bags[0]), "--out", str(tmp_path / "lr"), "--format", "lerobot", "--no-actions",
+                 "--no-progress"]) == 2
+    assert "needs joint data" in capsys.readouterr().err and not (tmp_path / "lr").exists()
+
+
+def test_half_of_the_joint_data_is_still_refused(tmp_path):
+    """Follower states without an action topic is a broken recording, not a label-free one."""
+    from motus_ros.data.convert import ConvertConfig, convert
+
+    bag = write_bag(tmp_path / "bags" / "no_leader", leader_topic=False)
+    report = convert([bag], tmp_path / "out", progress=False, log=lambda s: None)
+    assert not report.episodes and "no actions" in report.failures[0][1] and "--no-actions" in report.failures[0][1]
+    withheld = convert([bag], tmp_path / "out2", ConvertConfig(actions=False), progress=False, log=lambda s: None)
+    assert [e.has_actions for e in withheld.episodes] == [False]
+
+
+def test_lerobot_refuses_a_camera_only_bag(good_bags, camera_only_bags, tmp_path):
+    from motus_ros.data.lerobot import export_lerobot
+
+    tables = {}
+    report = export_lerobot([good_bags[0], camera_only_bags[0]], tmp_path / "lerobot", progress=False,
+                            table_writer=_fake_parquet(tables), log=lambda s: None)
+    assert [Path(b).name for b, _ in report.failures] == ["video_a"]
+    assert "no joint data" in report.failures[0][1] and len(report.episodes) == 1

@@ -253,3 +253,27 @@ def test_train_vae_refuses_bad_options(data_dir, tmp_path, capsys):
     assert "crop: got 40x40" in capsys.readouterr().err
     assert cli_main(["train-vae", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "y")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_init_swaps_the_autoencoder_and_keeps_the_experts(ae_dir, tmp_path):
+    """`train --init CKPT --set vae_kind=learned --set vae_path=...`: the experts' weights come from
+    the checkpoint, the frozen autoencoder's from its own folder (a shape change is still refused)."""
+    from motus_ros.motus.checkpoint import save_checkpoint
+    from motus_ros.training.trainer import init_model
+
+    base = preset("tiny").replace(vae_kind="patch", vae_config={}, video_height=SIZE[0], video_width=SIZE[1],
+                                  vae_temporal=1)
+    source = build_model(base, seed=3)
+    save_checkpoint(source, tmp_path / "ckpt")
+    overrides = {"vae_kind": "learned", "vae_path": str(ae_dir), "vae_temporal": 4,
+                 "conventions.video_target": "residual"}
+    model = init_model(str(tmp_path / "ckpt"), base, overrides, seed=0)
+    assert isinstance(model.vae, LearnedVideoAE) and model.config.conventions.video_target == "residual"
+    mine, theirs = model.state_dict(), source.state_dict()
+    experts = [k for k in theirs if k.split(".")[0] in ("video", "action", "und")]
+    assert experts and all(torch.equal(mine[k], theirs[k]) for k in experts)
+    ae = load_video_ae(ae_dir)
+    for key, value in ae.state_dict().items():
+        assert torch.equal(mine["vae." + key], value), key
+    with pytest.raises(ValueError, match="changes the model's weights"):
+        init_model(str(tmp_path / "ckpt"), base, {**overrides, "num_layers": 3}, seed=0)

@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
                         "then joint commands)")
     p.add_argument("--robot-type", default=None, help="lerobot: robot_type in info.json "
                    "(default: the episodes' robot profile)")
+    p.add_argument("--no-actions", action="store_true",
+                   help="motus: write no joint data (state, action) even when the bags have it: "
+                        "label-free episodes for stage-2 pretraining on latent actions, or the ablation "
+                        "with joint data withheld (bags with cameras only are label-free anyway)")
     p.add_argument("--no-compress", action="store_true", help="motus: plain (faster) npz")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
@@ -45,11 +49,15 @@ def main(argv: list[str]) -> int:
     cfg = ConvertConfig(control_rate_hz=args.control_rate, video_rate_hz=args.video_rate,
                         state_topic=args.state_topic, val_fraction=args.val_fraction,
                         seed=args.seed, time_source=args.time_source,
-                        compress=not args.no_compress)
+                        compress=not args.no_compress, actions=not args.no_actions)
     if args.action_topic:
         cfg.action_topics = tuple(args.action_topic)
     if not 0.0 <= args.val_fraction < 1.0:
         print(f"motus-ros convert: --val-fraction: got {args.val_fraction}, expected 0 <= v < 1",
+              file=sys.stderr)
+        return 2
+    if args.no_actions and args.format == "lerobot":
+        print("motus-ros convert: --no-actions: a LeRobot dataset needs joint data; use --format motus",
               file=sys.stderr)
         return 2
     bags = expand_bag_paths(args.bags)

@@ -1,7 +1,10 @@
-"""`motus-ros train`: stage-3 style fine-tuning of Motus on converted episodes.
+"""`motus-ros train`: Motus training on converted episodes, stage 3 (fine-tuning on joint actions,
+the default) or stage 2 (pretraining on latent actions from video without joint labels).
 
     motus-ros train --data DIR --preset small --out DIR [--epochs N --batch-size B --lr LR
                     --resume CKPT --device auto|cpu|cuda --max-steps N --max-minutes M]
+    motus-ros latent-actions label DIR --model LAM && motus-ros train --stage 2 --data DIR --out S2
+    motus-ros train --data ROBOT_DIR --init S2 --out S3          # stage 3 from the stage-2 weights
 
 DIR comes from `motus-ros convert BAG... --out DIR`. The loop lives in motus_ros/training/trainer.py
 (see its docstring for what lands in --out); `accelerate launch` runs it on several GPUs. The result
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from motus_ros.cli import CliError
 
-HELP = "fine-tune Motus on converted episodes (rectified flow, accelerate, resumable)"
+HELP = "train Motus on converted episodes: stage 3 on joint actions, stage 2 on latent actions (resumable)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, help="converted dataset folder (motus-ros convert --out)")
     p.add_argument("--out", required=True, type=Path, help="output folder (weights, stats, checkpoints, plots)")
     p.add_argument("--preset", default="small", choices=PRESETS, help="model preset (default small)")
+    p.add_argument("--stage", type=int, default=3, choices=(2, 3),
+                   help="3 (default): fine-tune on the episodes' joint actions; 2: pretrain on the latent "
+                        "actions that `motus-ros latent-actions label DATA --model DIR` wrote beside every "
+                        "episode (those without joint data too; the state input hidden); recorded in "
+                        "OUT/training.json. Stage 3 starts from a stage-2 output with --init")
     p.add_argument("--epochs", type=int, default=10, help="passes over the training windows (default 10)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per step and process (default 8)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (default 1e-4)")
@@ -107,7 +115,8 @@ def main(argv: list[str]) -> int:
                       max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
                       overrides=parse_overrides(a.set), progress=not a.no_progress,
-                      state_noise=a.state_noise, state_dropout=a.state_dropout, precision=a.precision)
+                      state_noise=a.state_noise, state_dropout=a.state_dropout, precision=a.precision,
+                      stage=a.stage)
     if a.threads > 0:
         import torch
 
@@ -117,6 +126,6 @@ def main(argv: list[str]) -> int:
     except (DatasetError, FileNotFoundError, ValueError) as exc:
         raise CliError(str(exc)) from None
     summary.pop("history", None)
-    print(json.dumps({k: summary[k] for k in ("steps", "stop_reason", "train_time_s", "initial", "final")
+    print(json.dumps({k: summary[k] for k in ("stage", "steps", "stop_reason", "train_time_s", "initial", "final")
                       if k in summary}, indent=2))
     return 0

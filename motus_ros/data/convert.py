@@ -18,6 +18,20 @@ Output layout of `convert(..., out)` (format "motus"):
         frames         (F,384,320,3) uint8 RGB, the three cameras tiled (the policy's
                                       transforms.tile_cameras; tiling.py when absent)
 
+Episodes without joint data ("label-free": video only, for stage-2 pretraining on latent actions,
+README "Training and evaluation"): a bag with camera topics but neither the follower joint states nor an action
+topic, or any bag converted with `ConvertConfig(actions=False)` (`motus-ros convert --no-actions`,
+the joint data withheld on purpose). Their data.npz has timestamps, frame_times, frame_steps and
+frames (the same 30 Hz / 5 Hz timelines, spanning the cameras), and no state or action array;
+their episode.json and their entry in dataset.json's "episodes" carry "has_actions": false. The key
+is absent for episodes with joint data, so datasets written before read as they always did.
+Statistics (stats.json, stats/<robot>.json) come from the episodes with joint data only: a robot
+with none has no entry and no stats/<robot>.json, so training on real actions (stage 3) refuses
+the dataset with a message saying so. The train/val split is drawn separately among the episodes
+with and without joint data, so each kind keeps a train episode.
+A bag with follower states but no action topic (or actions without states) is refused as before:
+a recording that lost half of its joint data; `--no-actions` converts it without them.
+
 Camera topics may hold sensor_msgs/Image or sensor_msgs/CompressedImage (JPEG/PNG, on
 `<topic>/compressed`, as recorded with image_transport compressed); both are decoded to RGB.
 Columns follow layout.JOINT_NAMES ([left 6 joints, left gripper, right 6, right gripper]).
@@ -83,6 +97,7 @@ class ConvertConfig:
     episode_start_topic: str = layout.TOPICS["episode_start"]   # std_msgs/Header: an episode reset
     compress: bool = True
     min_steps: int = 2
+    actions: bool = True       # False: write no joint data (label-free episodes) even when the bag has it
 
 
 @dataclass
@@ -105,8 +120,8 @@ class BagContents:
     """Everything but the pixels of one bag (frames are read on demand)."""
 
     path: Path
-    state: JointSeries
-    action: JointSeries
+    state: JointSeries | None     # None (with action): a label-free episode, see the module docstring
+    action: JointSeries | None
     cameras: dict[str, CameraIndex]
     task: str
     robot: str
@@ -234,13 +249,17 @@ def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
         conns = {c.topic: c for c in reader.connections}
         if reader.message_count == 0:
             raise ConvertError("empty bag: 0 messages")
-        if cfg.state_topic not in conns or conns[cfg.state_topic].msgcount == 0:
-            raise ConvertError(f"no follower joint states on {cfg.state_topic} (topics: "
-                               f"{sorted(conns)})")
+        has_state = cfg.state_topic in conns and conns[cfg.state_topic].msgcount > 0
         action_topic = next((t for t in cfg.action_topics if t in conns and conns[t].msgcount), None)
-        if action_topic is None:
+        hint = "; `--no-actions` converts it without joint data"
+        if cfg.actions and action_topic is not None and not has_state:
+            raise ConvertError(f"no follower joint states on {cfg.state_topic} (topics: "
+                               f"{sorted(conns)}){hint}")
+        if cfg.actions and has_state and action_topic is None:
             raise ConvertError(f"no actions: none of {list(cfg.action_topics)} has messages "
-                               f"(topics: {sorted(conns)})")
+                               f"(topics: {sorted(conns)}){hint}")
+        # Neither joint topic (a camera-only recording) or joint data withheld: label-free.
+        joint_topics = (cfg.state_topic, action_topic) if cfg.actions and has_state else ()
         cam_conns = {}
         for cam, topic in cfg.camera_topics.items():
             for candidate in (topic, image_codec.compressed_topic(topic)):
@@ -249,16 +268,16 @@ def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
                     break
             else:
                 raise ConvertError(f"no images for camera {cam} on {topic} (topics: {sorted(conns)})")
-        kept = {t: _Kept() for t in (cfg.state_topic, action_topic, *(c.topic for c in cam_conns.values()))}
+        kept = {t: _Kept() for t in (*joint_topics, *(c.topic for c in cam_conns.values()))}
         instructions: list[str] = []
         resets: list[tuple[float, float]] = []   # (header s, receive s) of episode starts
-        wanted = [conns[cfg.state_topic], conns[action_topic], *cam_conns.values()]
+        wanted = [*(conns[t] for t in joint_topics), *cam_conns.values()]
         for extra in (cfg.instruction_topic, cfg.episode_start_topic):
             if extra in conns:
                 wanted.append(conns[extra])
         for conn, log_ns, raw in reader.messages(connections=wanted):
             if conn.topic in kept:
-                joint = conn.topic in (cfg.state_topic, action_topic)
+                joint = conn.topic in joint_topics
                 kept[conn.topic].add(raw, log_ns * 1e-9,
                                      store.deserialize_cdr(raw, conn.msgtype) if joint else None)
             elif conn.topic == cfg.instruction_topic:
@@ -291,7 +310,7 @@ def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
                                f"({source} time; {len(t)} before it)")
     series = {topic: _sorted_series(topic, times[topic][keep[topic]],
                                     _joint_matrix(kept[topic].msgs, topic)[keep[topic]])
-              for topic in (cfg.state_topic, action_topic)}
+              for topic in joint_topics}
     cameras = {}
     for cam, conn in cam_conns.items():
         k, mask = kept[conn.topic], keep[conn.topic]
@@ -302,7 +321,7 @@ def read_bag(path: Path, cfg: ConvertConfig) -> BagContents:
         if counts}
     sidecar = ep.read_sidecar(path)
     task = sidecar.get("task") or (instructions[-1] if instructions else "")
-    return BagContents(path, series[cfg.state_topic], series[action_topic], cameras, task,
+    return BagContents(path, series.get(cfg.state_topic), series.get(action_topic), cameras, task,
                        sidecar.get("robot_profile") or "unknown", sidecar, source, reason,
                        start, dropped)
 
@@ -360,7 +379,8 @@ class Timeline:
 
 def make_timeline(contents: BagContents, cfg: ConvertConfig) -> Timeline:
     """Control-rate grid over the span every stream covers; frames every rate/video_rate steps."""
-    streams = [contents.state.times, contents.action.times, *(c.times for c in contents.cameras.values())]
+    joints = [s.times for s in (contents.state, contents.action) if s is not None]
+    streams = [*joints, *(c.times for c in contents.cameras.values())]
     t0 = max(float(s.min()) for s in streams)
     t1 = min(float(s.max()) for s in streams)
     n = int(np.floor((t1 - t0) * cfg.control_rate_hz + 1e-9)) + 1 if t1 >= t0 else 0
@@ -445,8 +465,8 @@ class ConvertedEpisode:
     robot: str
     task: str
     timestamps: np.ndarray
-    state: np.ndarray
-    action: np.ndarray
+    state: np.ndarray | None       # None (with action): no joint data, see the module docstring
+    action: np.ndarray | None
     frame_steps: np.ndarray
     frame_times: np.ndarray
     sync_error_s: dict[str, float]
@@ -456,15 +476,23 @@ class ConvertedEpisode:
     episode_start_s: float | None = None   # reset the episode starts from (None: none in the bag)
     dropped: dict = field(default_factory=dict)  # messages left out, per reason and topic
 
+    @property
+    def has_actions(self) -> bool:
+        """False for a label-free episode (frames only)."""
+        return self.state is not None and self.action is not None
+
 
 def convert_bag(path: Path, cfg: ConvertConfig, tiler: Callable | None = None,
                 log: Callable[[str], None] | None = None) -> tuple[ConvertedEpisode, np.ndarray]:
     """One bag -> (episode arrays, tiled frames (F,H,W,3) uint8)."""
     contents = read_bag(path, cfg)
     warn_receive_times(path, contents, cfg, log or _log)
+    if contents.state is None and cfg.actions:
+        (log or _log)(f"note: {path}: no joint topics; converted as a label-free episode (frames only)")
     timeline = make_timeline(contents, cfg)
-    state = resample(contents.state, timeline.t0, timeline.steps)
-    action = resample(contents.action, timeline.t0, timeline.steps)
+    labeled = contents.state is not None
+    state = resample(contents.state, timeline.t0, timeline.steps) if labeled else None
+    action = resample(contents.action, timeline.t0, timeline.steps) if labeled else None
     views, errors = read_frames(contents, timeline.t0 + timeline.frame_times)
     tiler = tiler or resolve_tiler()
     cams = list(layout.CAMERAS)
@@ -500,10 +528,13 @@ def assign_splits(names: list[str], val_fraction: float, seed: int) -> dict[str,
 
 
 def compute_stats(episodes: list[ConvertedEpisode]) -> dict:
-    """Per robot, per key (action, state): min/max/mean/std per dimension over train episodes."""
+    """Per robot, per key (action, state): min/max/mean/std per dimension over train episodes
+    with joint data (all of its episodes with joint data when none is in train); a robot with no
+    such episode has no entry."""
     stats = {}
-    for robot in sorted({e.robot for e in episodes}):
-        mine = [e for e in episodes if e.robot == robot]
+    labeled = [e for e in episodes if e.has_actions]
+    for robot in sorted({e.robot for e in labeled}):
+        mine = [e for e in labeled if e.robot == robot]
         used = [e for e in mine if e.split == "train"] or mine
         entry = {"episodes": len(used), "steps": int(sum(len(e.timestamps) for e in used)),
                  "names": list(layout.JOINT_NAMES)}
@@ -530,11 +561,13 @@ def write_episode(root: Path, episode: ConvertedEpisode, frames: np.ndarray, com
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save = np.savez_compressed if compress else np.savez
-    save(tmp / "data.npz", timestamps=episode.timestamps, state=episode.state,
-         action=episode.action, frame_times=episode.frame_times, frame_steps=episode.frame_steps,
-         frames=frames)
+    joints = {"state": episode.state, "action": episode.action} if episode.has_actions else {}
+    save(tmp / "data.npz", timestamps=episode.timestamps, **joints,
+         frame_times=episode.frame_times, frame_steps=episode.frame_steps, frames=frames)
     meta = {k: v for k, v in asdict(episode).items()
-            if not isinstance(v, np.ndarray)}
+            if not isinstance(v, np.ndarray) and k not in ("state", "action")}
+    if not episode.has_actions:
+        meta["has_actions"] = False
     meta.update({"format_version": FORMAT_VERSION, "steps": int(len(episode.timestamps)),
                  "frames": int(len(episode.frame_steps)), "frame_shape": list(frames.shape[1:]),
                  "joint_names": list(layout.JOINT_NAMES)})
@@ -579,7 +612,11 @@ def finalize_dataset(out: Path, episodes: list[ConvertedEpisode], cfg: ConvertCo
                      failures: list[tuple[str, str]], source: str) -> None:
     """Train/val split into each episode.json, per-robot statistics (stats.json, stats/<robot>.json)
     and dataset.json over episodes already written under out/episodes/."""
-    splits = assign_splits([e.name for e in episodes], cfg.val_fraction, cfg.seed)
+    # Split among the episodes with joint data and among those without, each keeping a train
+    # episode; a dataset of one kind splits exactly as before label-free episodes existed.
+    splits = {}
+    for group in ([e for e in episodes if e.has_actions], [e for e in episodes if not e.has_actions]):
+        splits.update(assign_splits([e.name for e in group], cfg.val_fraction, cfg.seed))
     for e in episodes:
         e.split = splits[e.name]
         meta_path = out / "episodes" / e.name / "episode.json"
@@ -599,7 +636,8 @@ def finalize_dataset(out: Path, episodes: list[ConvertedEpisode], cfg: ConvertCo
         "joint_names": list(layout.JOINT_NAMES), "cameras": list(layout.CAMERAS),
         "tile": {"height": cfg.tile_height, "width": cfg.tile_width},
         "episodes": [{"name": e.name, "split": e.split, "robot": e.robot, "task": e.task,
-                      "steps": int(len(e.timestamps)), "source": e.source} for e in episodes],
+                      "steps": int(len(e.timestamps)), "source": e.source,
+                      **({} if e.has_actions else {"has_actions": False})} for e in episodes],
         "splits": {s: [e.name for e in episodes if e.split == s] for s in ("train", "val")},
         "failures": [{"bag": b, "problem": p} for b, p in failures],
     })

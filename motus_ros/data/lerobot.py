@@ -16,7 +16,8 @@ Layout written (templates as in LeRobot v3):
 Times, the choice between header stamps and receive times, and the cut at a simulator reset are
 those of convert.read_bag, so both formats hold the same steps.
 
-Parquet needs pyarrow; without it the export refuses before writing anything (LeRobotUnavailable).
+Episodes without joint data (convert.py's label-free episodes) are refused: LeRobot's action and
+observation.state features are required per frame. Parquet needs pyarrow; without it the export refuses before writing anything (LeRobotUnavailable).
 Train episodes come first, so `splits` are contiguous episode ranges ("0:k", "k:n").
 """
 from __future__ import annotations
@@ -193,6 +194,9 @@ def _read_bags(bags: list[Path], cfg: ConvertConfig, progress: bool, failures: l
     for bag in tqdm(bags, desc="read", unit="bag", disable=not progress, file=sys.stderr):
         def read(bag=bag):
             contents = read_bag(bag, cfg)
+            if contents.state is None:
+                raise ConvertError("no joint data (a camera-only bag, or --no-actions): a LeRobot "
+                                   "dataset needs action and observation.state; use --format motus")
             warn_receive_times(bag, contents, cfg, log)
             return contents, make_timeline(contents, cfg)
 

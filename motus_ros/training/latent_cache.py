@@ -1,13 +1,16 @@
 """On-disk cache of the frozen encoders' outputs for every training window.
 
 The video autoencoder (Wan VAE or the PatchAutoencoder stand-in), the VLM and the text encoder are
-frozen during stage-3 fine-tuning (arXiv 2512.13030, Sec. 4), so their outputs for a window never
-change: they are computed once (the first epoch's encoding pass) and read back by every later
-epoch and every later run. The cache folder is keyed by a SHA-256 of
+frozen during stage-2 pretraining and stage-3 fine-tuning (arXiv 2512.13030, Sec. 4), so their
+outputs for a window never change: they are computed once (the first epoch's encoding pass) and
+read back by every later epoch and every later run. The cache folder is keyed by a SHA-256 of
   - the dataset (dataset.json and every episode's data.npz, byte for byte),
   - the encoders' weights (every tensor of vae / vlm / text_encoder, in key order),
   - the geometry that shapes a window (video size, frames, chunk, encoder kinds),
-so new data or other encoder weights never read stale latents.
+so new data or other encoder weights never read stale latents. The cache holds no targets (joint
+or latent actions, read from the dataset by the trainer), so stage 2 and stage 3 on the same data
+share one; a run that needs windows the cache lacks (stage 2 adds the episodes without joint data)
+encodes them and rewrites the cache with the windows it had plus the new ones.
 
 Layout of <cache_root>/<key>/ (written to a temp folder, then renamed):
   meta.json       key, inputs of the key, windows [[episode, frame], ...], tasks
@@ -33,7 +36,7 @@ import torch
 from motus_ros.data.episode import file_sha256
 from motus_ros.motus.tokenization import PROJECT_TOKENIZERS, tokenizer_fingerprint
 
-from .dataset import Dataset, Window, window_arrays
+from .dataset import Dataset, Window, window_frames
 
 CACHE_VERSION = 1
 
@@ -121,7 +124,7 @@ def encode_windows(model, dataset: Dataset, wins: list[Window], batch_size: int 
     for start in tqdm(range(0, len(wins), batch_size), desc="encode", unit="batch", disable=not progress,
                       file=sys.stderr):
         batch = wins[start: start + batch_size]
-        frames = torch.from_numpy(np.stack([window_arrays(dataset, w, cfg)["frames"] for w in batch])).to(device)
+        frames = torch.from_numpy(np.stack([window_frames(dataset, w, cfg) for w in batch])).to(device)
         instr = [dataset.episodes[w.episode].task for w in batch]
         latents.append(model.encode_frames(frames).to(torch.float16).cpu().numpy())   # [B,C,T,h,w]
         f, m = model.vlm(frames[:, :, 0], instr)                                       # [B,L,D], [B,L]
@@ -148,6 +151,8 @@ def build_or_open(model, dataset: Dataset, wins: list[Window], cache_root: str |
         cache = open_cache(folder)
         if set(cache.windows) >= set(wins):
             return cache
+        have = set(wins)
+        wins = list(wins) + [w for w in cache.windows if w not in have]   # keep what the other stage encoded
     arrays = encode_windows(model, dataset, wins, batch_size, progress)
     tmp = root / f".{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

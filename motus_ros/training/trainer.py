@@ -1,4 +1,12 @@
-"""Stage-3 style supervised fine-tuning of Motus on converted episodes (arXiv 2512.13030, Sec. 4).
+"""Stage-2 pretraining and stage-3 fine-tuning of Motus on converted episodes (arXiv 2512.13030,
+Sec. 4, Tab. 1).
+
+Stages (TrainConfig.stage): 3, the default, fine-tunes on the target robot's joint actions (the
+episodes with joint data); 2 pretrains on latent actions, the motion between video frames that
+`motus-ros latent-actions label` extracts, so episodes without joint data teach the action expert
+too (dataset.py, targets "latent_actions": the state input hidden in every window). Stage 1 (the
+video and understanding backbones) is the released weights. A stage-3 run starts from a stage-2
+output with `init`; the action expert is shared, so the latent dimension must be the action_dim.
 
 Objective: the joint video + action rectified-flow loss with independently drawn video and action
 timesteps (motus.flow.flow_matching_loss): the model config's conventions choose its form,
@@ -12,11 +20,12 @@ and resumable mid-epoch.
 
 Outputs in `out/`:
   model.safetensors, config.json   final weights (motus.checkpoint format: load_policy(checkpoint=out))
-  stats.json                       the normalisation statistics used (load_policy(stats=out/stats.json))
+  stats.json                       the normalisation statistics used (load_policy(stats=out/stats.json));
+                                   stage 2: latent_action_stats.json instead (its actions are latent)
   checkpoint-last/                 weights + training_state.pt (optimizer, scheduler, step, epoch,
                                    position in the epoch, RNG states, history): `--resume`
   metrics.json                     per-step and per-epoch losses, validation action MSE, timings
-  training.json                    summary: hardware, data size, duration, final numbers, tasks,
+  training.json                    summary: stage, hardware, data size, duration, final numbers, tasks,
                                    the loss settings ("loss"; also in "config")
   loss.png                         loss curves (matplotlib, Agg backend)
 """
@@ -48,6 +57,8 @@ STATE_FILE = "training_state.pt"
 SUMMARY_FILE = "training.json"
 LAST = "checkpoint-last"
 VAL_SEED_OFFSET = 1_000_003    # validation noise is drawn from its own generator: comparable across epochs
+STAGES = {2: "latent_actions", 3: "actions"}    # stage -> dataset targets (dataset.py)
+STATS_FILE = "stats.json"      # the joint statistics a stage-3 output is run with
 
 
 @dataclass
@@ -90,6 +101,8 @@ class TrainConfig:
     # Numerics of the training forward: "auto" = bf16 autocast on CUDA GPUs that have it (as the
     # official code trains), float32 otherwise; "fp32"; "bf16" (CUDA only). Weights stay float32.
     precision: str = "auto"
+    # 3: fine-tune on joint actions; 2: pretrain on latent actions (module docstring).
+    stage: int = 3
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, dict):                 # e.g. rebuilt from a recorded asdict()
@@ -105,6 +118,12 @@ def split_overrides(overrides: dict) -> tuple[dict, dict]:
 
 def check_config(cfg: "TrainConfig") -> None:
     """Clear errors for values the loop cannot use."""
+    if cfg.stage not in STAGES:
+        raise ValueError(f"stage: got {cfg.stage}, expected one of {sorted(STAGES)} (stage 1 is the released "
+                         "video and understanding backbones)")
+    if cfg.stage == 2 and (cfg.state_noise or cfg.state_dropout):
+        raise ValueError("state_noise / state_dropout: stage 2 hides the state input in every window (latent "
+                         "actions have no joint state); they apply to stage 3")
     if cfg.state_noise < 0:
         raise ValueError(f"state_noise: got {cfg.state_noise}, expected >= 0 (normalised units)")
     if not 0.0 <= cfg.state_dropout < 1.0:
@@ -163,7 +182,8 @@ def conditioning(model, batch: dict):
 
 # Data ----------------------------------------------------------------------------------------------
 class WindowTable:
-    """Cached encoder outputs + normalised state/actions of a list of windows."""
+    """Cached encoder outputs + normalised state/actions of a list of windows (the dataset's
+    targets: joint actions, or latent actions with the state hidden)."""
 
     def __init__(self, dataset: ds.Dataset, cache: LatentCache, wins: list[ds.Window], config):
         index = cache.index()
@@ -171,13 +191,8 @@ class WindowTable:
         self.cache = cache
         self.state = np.zeros((len(wins), config.state_dim), dtype=np.float32)
         self.actions = np.zeros((len(wins), config.chunk_size, config.action_dim), dtype=np.float32)
-        from motus_ros.policy.transforms import normalize
-
         for i, w in enumerate(wins):
-            ep = dataset.episodes[w.episode]
-            _, s, a_idx = ds.window_indices(ep, w.frame, config.num_future_frames, config.chunk_size)
-            self.state[i] = normalize(ep.state[s], dataset.stats.state)
-            self.actions[i] = normalize(ep.action[a_idx], dataset.stats.action)
+            self.state[i], self.actions[i] = ds.window_targets(dataset, w, config)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -291,13 +306,15 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
 
 
-def save_training_checkpoint(folder: Path, model, stats_path: Path, state: dict) -> Path:
-    """Weights (safetensors) + stats + training_state.pt, written to a temp folder then renamed."""
+def save_training_checkpoint(folder: Path, model, stats_path: Path, state: dict,
+                             stats_name: str = STATS_FILE) -> Path:
+    """Weights (safetensors) + stats (as `stats_name`) + training_state.pt, written to a temp
+    folder then renamed."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(model, tmp)
-    shutil.copyfile(stats_path, tmp / "stats.json")
+    shutil.copyfile(stats_path, tmp / stats_name)
     torch.save(state, tmp / STATE_FILE)
     old = folder.with_name(f".{folder.name}.old")
     shutil.rmtree(old, ignore_errors=True)
@@ -363,9 +380,13 @@ def hardware(accelerator) -> dict:
 
 
 # The loop ------------------------------------------------------------------------------------------
+VAE_FIELDS = {"vae_kind", "vae_path", "vae_config"}   # --init may swap the frozen video autoencoder
+
+
 def init_model(path: str, preset_config, overrides: dict, seed: int):
     """A model holding the weights of checkpoint `path` (either format), its config changed by the
-    MotusConfig `overrides` (e.g. sampler_shift); an override that changes a weight's shape is refused."""
+    MotusConfig `overrides` (e.g. sampler_shift, or another video autoencoder: VAE_FIELDS); an
+    override that changes a trained weight's shape is refused."""
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
     from motus_ros.motus.tokenization import attach_tokenizers
@@ -378,6 +399,11 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
     if loaded.tokenizer_folder is not None:
         attach_tokenizers(model, loaded.tokenizer_folder)
     mine, theirs = model.state_dict(), loaded.state_dict()
+    if VAE_FIELDS & set(overrides):
+        # Another frozen video autoencoder (e.g. a learned one for a patch one): its weights come from
+        # its own folder (vae_path), the experts' from the checkpoint.
+        theirs = {**{k: v for k, v in theirs.items() if not k.startswith("vae.")},
+                  **{k: v for k, v in mine.items() if k.startswith("vae.")}}
     changed = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
     if changed or mine.keys() != theirs.keys():
         raise ValueError(f"--init {path}: --set {', '.join(sorted(overrides))} changes the model's weights "
@@ -411,6 +437,23 @@ def starting_loss(path: str | Path, model_config) -> LossSettings:
     if model_config.conventions == OFFICIAL_CONVENTIONS:
         return LossSettings.official()
     return LossSettings()
+
+
+def recorded_stage(path: str | Path) -> int | None:
+    """The stage recorded in the training.json beside checkpoint `path` (runs from before stages
+    were recorded: 3); None for weights this trainer did not write (e.g. an official checkpoint)."""
+    from motus_ros.motus.checkpoint import detect_format, own_folder
+
+    try:
+        record = own_folder(path) / SUMMARY_FILE if detect_format(path) == "motus_ros" else None
+    except (OSError, ValueError):
+        return None
+    if record is None or not record.is_file():
+        return None
+    try:
+        return int(json.loads(record.read_text()).get("stage", 3))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
 
 
 def resumed_loss(state: dict, folder: Path, model_config) -> LossSettings:
@@ -451,6 +494,12 @@ class _TrainingRun:
         self.state = load_training_state(self.resume_dir) if self.resume_dir else None
         if self.resume_dir and cfg.init:
             raise ValueError("--init and --resume: give one; --resume already restores the weights")
+        if self.state:
+            resumed = int(json.loads(self.state.get("config") or "{}").get("stage", 3))
+            if resumed != cfg.stage:
+                raise ValueError(f"--resume {cfg.resume}: a stage-{resumed} run, but stage {cfg.stage} was asked "
+                                 f"for; resume it with --stage {resumed}, or start stage {cfg.stage} from its "
+                                 "weights with --init")
         self.history: dict = {"steps": [], "epochs": []}
         self.step, self.epoch, self.done_in_epoch, self.train_s = 0, 0, 0, 0.0
         self.stop_reason = ""
@@ -486,11 +535,16 @@ class _TrainingRun:
     def load_data(self) -> None:
         """Dataset, train/val windows and the latent cache (encoded once, by the main process)."""
         cfg = self.cfg
-        data = ds.load_dataset(cfg.data)
+        data = ds.load_dataset(cfg.data, targets=STAGES[cfg.stage])
         ds.check_rates(data, self.mcfg)
-        self.train_eps, self.val_eps = data.split("train"), data.split("val")
+        ds.check_targets(data, self.mcfg)
+        self.train_eps, self.val_eps = data.trainable(data.split("train")), data.trainable(data.split("val"))
         if not self.train_eps:
-            raise ds.DatasetError(f"{cfg.data}: no episode in the 'train' split")
+            kind = "with joint data " if cfg.stage == 3 else "with latent actions "
+            raise ds.DatasetError(f"{cfg.data}: no episode {kind}in the 'train' split")
+        if cfg.stage == 3 and len(self.train_eps) < len(data.split("train")):
+            self.log(f"[train] stage 3: {len(data.split('train')) - len(self.train_eps)} train episode(s) without "
+                     "joint data left out (they serve stage 2)")
         self.train_wins, self.val_wins = ds.windows(data, self.train_eps), ds.windows(data, self.val_eps)
         cache_root = Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.data) / ".latent_cache"
         t0 = time.perf_counter()
@@ -536,13 +590,21 @@ class _TrainingRun:
                  f"batch {self.done_in_epoch}")
 
     # The loop -----------------------------------------------------------------------------------
+    @property
+    def stats_file(self) -> tuple[Path, str]:
+        """(the statistics the targets were normalised with, their name in the outputs)."""
+        if self.cfg.stage == 2:
+            return self.data.latent_stats_path, ds.LATENT_STATS_FILE
+        return self.data.stats_path, STATS_FILE
+
     def checkpoint(self, folder: Path) -> None:
         if self.accelerator.is_main_process:
-            save_training_checkpoint(folder, self.inner, self.data.stats_path, {
+            stats_path, stats_name = self.stats_file
+            save_training_checkpoint(folder, self.inner, stats_path, {
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.done_in_epoch, "rng": rng_state(),
                 "flow_generator": self.flow_gen.get_state(), "history": json.dumps(self.history),
-                "train_s": self.train_s, "config": json.dumps(asdict(self.cfg))})
+                "train_s": self.train_s, "config": json.dumps(asdict(self.cfg))}, stats_name)
         self.accelerator.wait_for_everyone()
 
     def run_validation(self) -> dict:
@@ -637,7 +699,8 @@ class _TrainingRun:
         summary = {}
         if self.accelerator.is_main_process:
             save_checkpoint(self.inner, self.out)
-            shutil.copyfile(self.data.stats_path, self.out / "stats.json")
+            stats_path, stats_name = self.stats_file
+            shutil.copyfile(stats_path, self.out / stats_name)
             (self.out / "metrics.json").write_text(json.dumps(self.history, indent=1))
             plot_losses(self.history, self.out / "loss.png")
             summary = self.summary()
@@ -653,6 +716,7 @@ class _TrainingRun:
         last = history["epochs"][-1] if history["epochs"] else {}
         first = history["epochs"][0] if history["epochs"] else {}
         return {
+            "stage": cfg.stage, "targets": "latent actions" if cfg.stage == 2 else "joint actions",
             "preset": cfg.preset, "model": self.mcfg.name,
             "parameters": {k: v for k, v in self.inner.parameter_counts().items()},
             "trainable_parameters": int(sum(p.numel() for p in self.params)),
@@ -662,6 +726,7 @@ class _TrainingRun:
                      "train_windows": len(self.train_wins), "val_windows": len(self.val_wins), "tasks": data.tasks},
             "steps": self.step, "epochs_completed": self.epoch, "stop_reason": self.stop_reason,
             "batch_size": cfg.batch_size, "lr": cfg.lr, "initialized_from": cfg.init or None,
+            "initialized_from_stage": recorded_stage(cfg.init) if cfg.init else None,
             "loss": self.loss.to_dict(),
             "latent_cache": {"folder": str(self.cache.folder), "encoded_this_run": self.cache.built,
                              "encode_s": round(self.encode_s, 1)},
@@ -680,5 +745,6 @@ def _fmt(res: dict) -> str:
     return ", ".join(f"{k} {res[k]:.4f}" for k in keys if res.get(k) is not None)
 
 
-__all__ = ["FlowObjective", "TrainConfig", "epoch_batches", "lr_lambda", "plot_losses", "resolve_resume",
-           "resumed_loss", "sample_actions_vla", "split_overrides", "starting_loss", "train", "validate"]
+__all__ = ["FlowObjective", "STAGES", "TrainConfig", "epoch_batches", "lr_lambda", "plot_losses", "recorded_stage",
+           "resolve_resume", "resumed_loss", "sample_actions_vla", "split_overrides", "starting_loss", "train",
+           "validate"]

@@ -139,3 +139,18 @@ def test_scene_dependence_tells_a_blind_policy_from_the_expert():
     assert b["correlation"] == 0.0 and b["policy_spread_rad"] == 0.0 and b["expert_spread_rad"] > 0.02
     assert b["error_rad"] > b["scene_blind_error_rad"] > 0.0        # holding still is worse than the average
     assert e["correlation"] == pytest.approx(1.0) and e["error_rad"] == 0.0
+
+
+def test_eval_in_process_joint_mode_uses_the_policy_in_joint_mode(tmp_path):
+    """--mode joint: the same episodes with the policy in Joint mode (actions and frames from one loop)."""
+    out = tmp_path / "report.json"
+    proc = subprocess.run([MOTUS_ROS, "eval", "--in-process", "--checkpoint", "", "--preset", "tiny", "--mode", "joint",
+                           "--episodes", "1", "--seed", "5", "--steps", "2",
+                           "--episode-timeout", "0.2", "--replan", "0.2", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())["closed_loop"]
+    assert report["mode"] == "joint" and report["per_episode"][0]["chunks"] == 1
+    bad = subprocess.run([MOTUS_ROS, "eval", "--offline", "--data", str(tmp_path), "--mode", "joint",
+                          "--out", str(tmp_path / "x.json")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--mode joint: only for closed-loop episodes" in bad.stderr

@@ -35,6 +35,8 @@ class FlowMatchEulerSampler:
         """One Euler step from sigmas[index] to sigmas[index + 1], computed in float32."""
         if not 0 <= index < self.num_steps:
             raise IndexError(f"step index {index}, expected 0..{self.num_steps - 1}")
-        dt = self.sigmas[index + 1] - self.sigmas[index]
-        out = sample.to(torch.float32) + dt.to(sample.device) * velocity.to(torch.float32)
+        # A Python float (exactly the float32 difference): a CPU tensor moved to a GPU sample's device
+        # would make the host wait for the GPU at every step.
+        dt = float(self.sigmas[index + 1] - self.sigmas[index])
+        out = sample.to(torch.float32) + dt * velocity.to(torch.float32)
         return out.to(sample.dtype)

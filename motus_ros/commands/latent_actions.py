@@ -24,23 +24,9 @@ import sys
 from pathlib import Path
 
 from motus_ros.cli import CliError
+from ._args import ints, size
 
 HELP = "latent actions from optical flow: flow cache, flow autoencoder, latent-action VAE, label, report"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}': expected HEIGHTxWIDTH in pixels, e.g. 96x80") from None
-    return h, w
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}': expected comma-separated integers, e.g. 16,32,64") from None
 
 
 def _common_run(p: argparse.ArgumentParser, batch: int, lr: float) -> None:
@@ -80,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--latent-channels", type=int, default=0, help="channels per latent token (default: preset's)")
     a.add_argument("--latent-tokens", type=int, default=0,
                    help="tokens per flow image, checked against size and stages (default: what they give)")
-    a.add_argument("--channels", type=_ints, default=None,
+    a.add_argument("--channels", type=ints, default=None,
                    help="AutoencoderDC block_out_channels, one per stage (default: preset's)")
     _common_run(a, batch=16, lr=1e-3)
 
@@ -115,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flow_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow-preset", default="", help="DIS quality preset: ultrafast | fast | medium")
-    p.add_argument("--estimate-size", type=_size, default=None, metavar="HxW",
+    p.add_argument("--estimate-size", type=size, default=None, metavar="HxW",
                    help="frames are resized to this before flow estimation (pixels)")
-    p.add_argument("--size", type=_size, default=None, metavar="HxW",
+    p.add_argument("--size", type=size, default=None, metavar="HxW",
                    help="flow image size = the autoencoder's input (pixels)")
     p.add_argument("--max-flow", type=float, default=0.0,
                    help="flow length (pixels of the flow image) at which the colour wheel saturates")

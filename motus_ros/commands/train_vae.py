@@ -22,16 +22,9 @@ import sys
 from pathlib import Path
 
 from motus_ros.cli import CliError
+from ._args import size
 
 HELP = "train the learned video autoencoder (frames <-> latents) on converted episodes (resumable)"
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}': expected HEIGHTxWIDTH in pixels, e.g. 96x80") from None
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this many minutes")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and sampling")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--size", type=_size, default=(192, 160), metavar="HxW",
+    p.add_argument("--size", type=size, default=(192, 160), metavar="HxW",
                    help="frame size in pixels = the model's video_height x video_width (default 192x160)")
-    p.add_argument("--crop", type=_size, default=(0, 0), metavar="HxW",
+    p.add_argument("--crop", type=size, default=(0, 0), metavar="HxW",
                    help="train on random crops of this size (multiples of the spatial factor; default whole frames)")
     p.add_argument("--temporal", type=int, default=1,
                    help="frames per latent after the first = vae_temporal (default 1: per-frame latents; "

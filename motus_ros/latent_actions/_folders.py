@@ -1,11 +1,12 @@
 """Model folders (config.json + model.safetensors [+ JSON side files]) written atomically, read with
-errors that say what the folder is and what was expected."""
+errors that say what the folder is and what was expected; the config dataclasses they hold, read back."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 CONFIG_FILE = "config.json"
@@ -40,6 +41,15 @@ def write_folder(folder: str | os.PathLike, fmt: str, config: dict, state: dict,
         os.replace(tmp / name, folder / name)
     shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def config_from_dict(cls, data: dict, what: str, error: type[Exception] = LatentActionError):
+    """cls(**data) for a config dataclass; `error` naming the unknown keys (and the known ones) first."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise error(f"{what}: unknown fields {unknown}; expected some of {sorted(known)}")
+    return cls(**data)
 
 
 def read_config(folder: str | os.PathLike, fmt: str, what: str) -> dict:

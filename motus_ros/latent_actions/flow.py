@@ -29,11 +29,13 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ._folders import config_from_dict
 
 CACHE_FILE = "flow.npz"
 CACHE_VERSION = 1              # bump when the cached arrays' meaning changes
@@ -77,11 +79,7 @@ class FlowSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FlowSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise FlowError(f"flow settings: unknown fields {unknown}; expected some of {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "flow settings", FlowError)
 
 
 # Estimators -----------------------------------------------------------------------------------------

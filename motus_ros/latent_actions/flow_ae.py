@@ -22,7 +22,7 @@ Folder: config.json (format, config, latent statistics, "training" record) + mod
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +80,7 @@ class FlowAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "FlowAEConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LatentActionError(f"flow autoencoder config: unknown fields {unknown}; expected some of "
-                                    f"{sorted(known)}")
-        return cls(**data)
+        return _folders.config_from_dict(cls, data, "flow autoencoder config")
 
     def replace(self, **changes) -> "FlowAEConfig":
         return replace(self, **changes)

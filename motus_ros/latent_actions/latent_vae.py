@@ -27,7 +27,7 @@ the "action" entry of stats/<robot>.json; see the package docstring).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -63,12 +63,7 @@ class LatentVAEConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LatentVAEConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise LatentActionError(f"latent action VAE config: unknown fields {unknown}; expected some of "
-                                    f"{sorted(known)}")
-        return cls(**data)
+        return _folders.config_from_dict(cls, data, "latent action VAE config")
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:

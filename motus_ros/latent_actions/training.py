@@ -1,5 +1,5 @@
 """Training of the flow autoencoder (train_flow_ae) and of the latent-action VAE (train_latent_vae) on
-converted episodes, resumable like `motus-ros train-vae` (training/vae_trainer.py): the same
+converted episodes, in the resumable loop of `motus-ros train-vae` (training/step_loop.py): the same
 checkpoint-last/ + training_state.pt, AdamW with linear warm-up and cosine decay, `steps` and
 `max_minutes` limits, metrics.json, and the training record under "training" in config.json.
 
@@ -16,18 +16,14 @@ Outputs in `out/`:
 """
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from motus_ros.training.trainer import LAST, STATE_FILE, lr_lambda, resolve_resume
-from motus_ros.training.vae_trainer import hardware
+from motus_ros.training.step_loop import StepLoop
 
 from . import pairs as pr
 from ._folders import LatentActionError, fingerprint
@@ -37,7 +33,6 @@ from .flow_ae import (FlowAE, FlowAEConfig, evaluate_ae, flow_report, latent_sta
 from .latent_vae import (STATS_FILE, LatentActionVAE, LatentVAEConfig, action_statistics, latent_vae_loss,
                          load_latent_vae, save_latent_vae, stats_document)
 
-METRICS_FILE = "metrics.json"
 PREVIEW_FILE = "reconstruction.png"
 PREVIEW_PAIRS = 4
 STATS_IMAGES = 2048       # training flow images the autoencoder's latent statistics are measured on
@@ -117,130 +112,18 @@ def _data_info(dataset, train_ids, val_ids) -> dict:
             "video_rate_hz": dataset.video_rate_hz, "control_rate_hz": dataset.control_rate_hz}
 
 
-class _Run:
-    """The loop both trainings share; subclasses build the model, read the data and define a step."""
+class _Run(StepLoop):
+    """What both trainings here share beyond the loop (training/step_loop.py): the config check,
+    batches drawn with the run's generator, the loss numbers in the record."""
 
-    name = ""
-    model: torch.nn.Module
-
-    def __init__(self, cfg: RunLimits, log):
-        self.started = time.perf_counter()
-        self.log = log
-        self.out = Path(cfg.out)
-        self.resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
-        state = torch.load(self.resume_dir / STATE_FILE, map_location="cpu", weights_only=True) \
-            if self.resume_dir else None
-        if state is not None:
-            cfg = self.keep_architecture(cfg, json.loads(state["config"]))
-        check_limits(cfg)                                    # before any data is read
-        self.cfg = cfg
-        torch.manual_seed(cfg.seed)
-        self.build(self.resume_dir if state is not None else None)
-        self.load_data()
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.step, self.train_s = 0, 0.0
-        self.history: dict = {"steps": [], "evaluations": []}
-        if state is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.step, self.train_s = int(state["step"]), float(state["train_s"])
-            self.gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            self.history = json.loads(state["history"])
-            self.log(f"[{self.name}] resumed from {self.resume_dir} at step {self.step}")
-        self.history.setdefault("commands", []).append(cfg.command)   # every call of a resumed run
-        for group in self.optimizer.param_groups:          # the schedule follows this call's --lr and --steps
-            group["initial_lr"] = cfg.lr
-        schedule = lr_lambda(min(cfg.warmup_steps, max(1, cfg.steps // 10)), max(1, cfg.steps), cfg.min_lr_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule, last_epoch=self.step - 1)
-        self.deadline = self.started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
-        self.stop_reason = ""
-        if state is None:
-            self.evaluate()                                  # step 0: the untrained model's numbers
-
-    # Subclass hooks -------------------------------------------------------------------------------
-    def keep_architecture(self, cfg, saved: dict):
-        """`cfg` with the architecture of a resumed run's saved config (run-length settings are cfg's)."""
-        raise NotImplementedError
-
-    def build(self, checkpoint: Path | None) -> None:
-        """self.model: fresh, or the weights of a checkpoint folder."""
-        raise NotImplementedError
-
-    def load_data(self) -> None:
-        """Training and held-out data in memory, and self.data_info for the record."""
-        raise NotImplementedError
-
-    def losses(self) -> dict[str, torch.Tensor]:
-        """The loss of one sampled batch ("loss") and its parts."""
-        raise NotImplementedError
-
-    def evaluate(self) -> dict:
-        """Held-out numbers at the current step, appended to the history."""
-        raise NotImplementedError
-
-    def save_weights(self, folder: Path, training: dict) -> None:
-        """The model folder (with `training` as its record)."""
-        raise NotImplementedError
-
-    # Loop -----------------------------------------------------------------------------------------
-    def loop(self) -> None:
-        """Steps until `steps` or the deadline; checkpoint and evaluation every save_every steps."""
-        from tqdm import tqdm
-
-        cfg = self.cfg
-        self.model.train()
-        bar = tqdm(total=cfg.steps, initial=min(self.step, cfg.steps), desc=self.name, file=sys.stderr,
-                   disable=not cfg.progress)
-        while self.step < cfg.steps:
-            if self.deadline and time.perf_counter() > self.deadline:
-                self.stop_reason = "max_minutes"
-                break
-            t0 = time.perf_counter()
-            losses = self.losses()
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            self.train_s += time.perf_counter() - t0
-            record = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in losses.items()},
-                      "lr": self.scheduler.get_last_lr()[0]}
-            self.history["steps"].append(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                self.evaluate()
-                self.save_state()
-        bar.close()
-        self.stop_reason = self.stop_reason or "steps"
-
-    def save_state(self) -> None:
-        folder = self.out / LAST
-        self.save_weights(folder, {"note": "training checkpoint"})
-        tmp = folder / (STATE_FILE + ".tmp")
-        torch.save({"optimizer": self.optimizer.state_dict(), "step": self.step, "train_s": self.train_s,
-                    "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "history": json.dumps(self.history), "config": json.dumps(asdict(self.cfg))}, tmp)
-        os.replace(tmp, folder / STATE_FILE)
+    def check(self, cfg: RunLimits) -> None:
+        check_limits(cfg)
 
     def record(self, extra: dict) -> dict:
-        cfg = self.cfg
         steps = self.history["steps"]
-        return {"command": cfg.command, "commands": self.history["commands"], "data": self.data_info,
-                "hardware": hardware(), "steps": self.step, "stop_reason": self.stop_reason,
-                "train_time_s": round(self.train_s, 1),
-                "wall_time_s_this_call": round(time.perf_counter() - self.started, 1),
-                "parameters": sum(p.numel() for p in self.model.parameters()),
-                "first_train_loss": steps[0]["loss"] if steps else None,
-                "final_train_loss_last_50_steps": round(float(np.mean([h["loss"] for h in steps[-50:]])), 6)
-                if steps else None,
-                **extra, "config": asdict(cfg)}
-
-    def write_metrics(self) -> None:
-        (self.out / METRICS_FILE).write_text(json.dumps(self.history) + "\n")
+        return super().record({"parameters": sum(p.numel() for p in self.model.parameters()),
+                               "first_train_loss": steps[0]["loss"] if steps else None,
+                               "final_train_loss_last_50_steps": self.final_train_loss(), **extra})
 
     def batch_indices(self, n: int) -> torch.Tensor:
         return torch.randint(n, (self.cfg.batch_size,), generator=self.gen)
@@ -286,7 +169,7 @@ class _AERun(_Run):
         idx = self.batch_indices(len(self.train_images)).numpy()
         return reconstruction_loss(self.ae, self.ae.rgb_u8_to_images(self.train_images[idx]))
 
-    def evaluate(self) -> dict:
+    def evaluate_heldout(self) -> dict:
         if len(self.eval_flow) == 0:
             return {}
         res = {"step": self.step, **evaluate_ae(self.ae, self.eval_flow)}
@@ -307,7 +190,7 @@ class _AERun(_Run):
         mean, std = latent_statistics(self.ae, sample)
         self.ae.latents_mean.copy_(mean)
         self.ae.latents_std.copy_(std)
-        report = self.evaluate() if len(self.eval_flow) else {}
+        report = self.evaluate_heldout() if len(self.eval_flow) else {}
         m = self.cfg.model
         record = self.record({
             "latent_statistics": {"images": int(len(sample)), "seconds": round(time.perf_counter() - t0, 1)},
@@ -373,10 +256,7 @@ def encode_pairs(ae: FlowAE, dataset, episode_ids: list[int], log, progress: boo
 
 class _VAERun(_Run):
     name = "train-vae"
-
-    def keep_architecture(self, cfg: VAETrainConfig, saved: dict) -> VAETrainConfig:
-        keep = ("latent_dim", "token_dim", "hidden", "layers")
-        return replace(cfg, **{k: saved[k] for k in keep})
+    architecture = ("latent_dim", "token_dim", "hidden", "layers")
 
     def build(self, checkpoint: Path | None) -> None:
         cfg = self.cfg
@@ -430,7 +310,7 @@ class _VAERun(_Run):
                                self.cfg.beta, self.cfg.align_weight, self.gen)
 
     @torch.no_grad()
-    def evaluate(self, flow_epe: bool = False) -> dict:
+    def evaluate_heldout(self, flow_epe: bool = False) -> dict:
         if len(self.eval_tokens) == 0:
             return {}
         was_training = self.vae.training
@@ -460,7 +340,7 @@ class _VAERun(_Run):
     def finish(self) -> dict:
         self.save_state()
         self.vae.eval()
-        report = self.evaluate(flow_epe=True)
+        report = self.evaluate_heldout(flow_epe=True)
         latents = self.vae.latent_actions(self.train_tokens).numpy()
         stats = stats_document(action_statistics(latents),
                                f"latent actions of {len(latents)} training pairs of {self.data_info['root']}")

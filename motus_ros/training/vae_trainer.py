@@ -9,7 +9,8 @@ always runs on whole frames.
 
 Loss: L1 + MSE of the reconstruction from the posterior mean, plus kl_weight x the KL divergence
 of the posterior per latent element (keeps the latent scale bounded; the model later sees
-normalised latents anyway). AdamW, linear warm-up, cosine decay to min_lr_ratio at `steps`.
+normalised latents anyway). AdamW, linear warm-up, cosine decay to min_lr_ratio at `steps`;
+the resumable loop and checkpoint-last/ are training/step_loop.py's.
 
 Held-out report: windows of the val-split episodes (1 condition + future_frames frames, padded at
 the end as training windows are) go through encode -> decode exactly as the model calls them;
@@ -28,12 +29,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +43,9 @@ from motus_ros.policy.transforms import resize_image
 
 from . import dataset as ds
 from .evaluation import psnr, ssim, to_uint8
-# Resumable like `motus-ros train`: the same state file name and checkpoint-last folder.
-from .trainer import LAST, STATE_FILE, lr_lambda, resolve_resume
+# The resumable loop; checkpoint-last/ and training_state.pt as `motus-ros train` names them.
+from .step_loop import LAST, STATE_FILE, StepLoop  # noqa: F401  (LAST, STATE_FILE: also named from here)
 
-METRICS_FILE = "metrics.json"
 PREVIEW_FILE = "reconstruction.png"
 PATCH_BASELINE = {"spatial": 16, "temporal": 4, "channels": 48}   # the small preset's PatchAutoencoder
 
@@ -269,17 +266,6 @@ def _sources(data: ds.Dataset) -> dict:
     return {"by_source": counts, "first": names[0], "last": names[-1]}
 
 
-def hardware() -> dict:
-    info = {"platform": platform.platform(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": "cpu"}
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                           if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return info
-
-
 def train_vae(cfg: VaeTrainConfig, log=print) -> dict:
     """Run (or resume) an autoencoder training; returns the training record (also in out/config.json)."""
     run = _VaeRun(cfg, log)
@@ -287,57 +273,36 @@ def train_vae(cfg: VaeTrainConfig, log=print) -> dict:
     return run.finish()
 
 
-class _VaeRun:
-    """The steps of train_vae; a resumed run restores weights, optimizer, schedule, RNG and history."""
+class _VaeRun(StepLoop):
+    """The steps of train_vae (the loop and checkpoints: step_loop.StepLoop)."""
 
-    def __init__(self, cfg: VaeTrainConfig, log):
-        self.started = time.perf_counter()
-        self.log = log
-        self.out = Path(cfg.out)
-        self.resume_dir = resolve_resume(cfg.resume) if cfg.resume else None
-        state = torch.load(self.resume_dir / STATE_FILE, map_location="cpu", weights_only=True) \
-            if self.resume_dir else None
-        if state is not None:
-            # The architecture and data geometry are the checkpoint's; run-length settings are this call's.
-            saved = json.loads(state["config"])
-            keep = ("height", "width", "temporal", "patch", "channels", "layers_per_block", "latent_channels",
+    name = "train-vae"
+    # The architecture and data geometry are the checkpoint's; run-length settings are this call's.
+    architecture = ("height", "width", "temporal", "patch", "channels", "layers_per_block", "latent_channels",
                     "linear_path")
-            cfg = replace(cfg, **{k: saved[k] for k in keep})
-        check_config(cfg)                                   # before any data is read
-        self.cfg = cfg
-        torch.manual_seed(cfg.seed)
-        if state is not None:
-            self.ae = load_video_ae(self.resume_dir.resolve()).requires_grad_(True)
+    checkpoint_note = "training checkpoint, no statistics"
+
+    def check(self, cfg: VaeTrainConfig) -> None:
+        check_config(cfg)
+
+    def build(self, checkpoint: Path | None) -> None:
+        cfg = self.cfg
+        if checkpoint is not None:
+            self.ae = load_video_ae(checkpoint.resolve()).requires_grad_(True)
         else:
             kl = autoencoder_kl_config(cfg.channels, cfg.latent_channels, cfg.temporal, cfg.patch, cfg.layers_per_block)
             self.ae = LearnedVideoAE(kl, cfg.temporal, cfg.patch, linear_path=cfg.linear_path)
         self.ae.train()
-        self.load_data()
-        self.params = [p for p in self.ae.parameters() if p.requires_grad]
+        self.model = self.ae
+
+    def param_groups(self) -> list[tuple[list[torch.nn.Parameter], float]]:
+        """The linear path learns at linear_lr_scale x lr."""
         linear = [p for n, p in self.ae.named_parameters() if n.startswith("linear_")]
         body = [p for n, p in self.ae.named_parameters() if not n.startswith("linear_")]
-        self.lr_scales = [1.0] + ([cfg.linear_lr_scale] if linear else [])
-        groups = [{"params": body}] + ([{"params": linear}] if linear else [])
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.step, self.train_s = 0, 0.0
-        self.history: dict = {"steps": [], "evaluations": []}
-        if state is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.step, self.train_s = int(state["step"]), float(state["train_s"])
-            self.gen.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
-            self.history = json.loads(state["history"])
-            self.log(f"[train-vae] resumed from {self.resume_dir} at step {self.step}")
-        self.history.setdefault("commands", []).append(cfg.command)   # every call of a resumed run
-        # The schedule follows this call's --lr and --steps (a resumed run may be given more steps).
-        for group, scale in zip(self.optimizer.param_groups, self.lr_scales):
-            group["initial_lr"] = cfg.lr * scale
-        schedule = lr_lambda(min(cfg.warmup_steps, max(1, cfg.steps // 10)), max(1, cfg.steps), cfg.min_lr_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule, last_epoch=self.step - 1)
-        self.deadline = self.started + 60 * cfg.max_minutes if cfg.max_minutes > 0 else None
-        self.stop_reason = ""
-        if state is None and self.ae.linear_path:
+        return [(body, 1.0)] + ([(linear, self.cfg.linear_lr_scale)] if linear else [])
+
+    def start(self) -> None:
+        if self.ae.linear_path:
             self.fit_linear_path()
 
     def fit_linear_path(self) -> None:
@@ -351,7 +316,7 @@ class _VaeRun:
                                       "seconds": round(time.perf_counter() - t0, 1)}
         self.log(f"[train-vae] linear path: principal components of {cfg.linear_fit_groups} groups explain "
                  f"{100 * explained:.2f}% of the patch variance")
-        self.evaluate_val()
+        self.evaluate_heldout()
 
     def load_data(self) -> None:
         cfg = self.cfg
@@ -378,45 +343,19 @@ class _VaeRun:
                  f"({len(train_ids)} episodes), {self.data_info['val_frames']} val ({len(val_ids)}) "
                  f"[{time.perf_counter() - t0:.1f} s]")
 
-    # Loop -----------------------------------------------------------------------------------------
+    # Steps ----------------------------------------------------------------------------------------
     @property
     def first_share(self) -> float:
         """How often a group is a repeated condition frame: 1 of the window's latent frames."""
         return 1.0 / (1 + self.cfg.future_frames // self.cfg.temporal)
 
-    def loop(self) -> None:
+    def losses(self) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        from tqdm import tqdm
+        x = sample_groups(self.train_store, cfg.batch_size, cfg.temporal, self.first_share, cfg.crop,
+                          self.ae.spatial, self.gen)
+        return reconstruction_loss(self.ae, x, cfg.kl_weight)
 
-        bar = tqdm(total=cfg.steps, initial=min(self.step, cfg.steps), desc="train-vae", file=sys.stderr,
-                   disable=not cfg.progress)
-        while self.step < cfg.steps:
-            if self.deadline and time.perf_counter() > self.deadline:
-                self.stop_reason = "max_minutes"
-                break
-            t0 = time.perf_counter()
-            x = sample_groups(self.train_store, cfg.batch_size, cfg.temporal, self.first_share, cfg.crop,
-                              self.ae.spatial, self.gen)
-            losses = reconstruction_loss(self.ae, x, cfg.kl_weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            self.train_s += time.perf_counter() - t0
-            record = {"step": self.step, **{k: round(float(v.detach()), 6) for k, v in losses.items()},
-                      "lr": self.scheduler.get_last_lr()[0]}
-            self.history["steps"].append(record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                self.evaluate_val()
-                self.save_state()
-        bar.close()
-        self.stop_reason = self.stop_reason or "steps"
-
-    def evaluate_val(self) -> dict:
+    def evaluate_heldout(self) -> dict:
         if not self.val_wins:
             return {}
         res = {"step": self.step, **evaluate(self.ae, self.val_store, self.val_wins, self.cfg.future_frames)}
@@ -425,22 +364,15 @@ class _VaeRun:
                  f"(future frames of {res['windows']} windows)")
         return res
 
-    def save_state(self) -> None:
-        folder = self.out / LAST
-        save_video_ae(self.ae, folder, self.cfg.height, self.cfg.width, {"note": "training checkpoint, no statistics"})
-        tmp = folder / (STATE_FILE + ".tmp")
-        torch.save({"optimizer": self.optimizer.state_dict(),
-                    "step": self.step, "train_s": self.train_s, "generator": self.gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history),
-                    "config": json.dumps(asdict(self.cfg))}, tmp)
-        os.replace(tmp, folder / STATE_FILE)
+    def save_weights(self, folder: Path, training: dict) -> None:
+        save_video_ae(self.ae, folder, self.cfg.height, self.cfg.width, training)
 
     # Finish ---------------------------------------------------------------------------------------
     def finish(self) -> dict:
         cfg = self.cfg
         self.save_state()
         self.ae.eval()
-        val = self.evaluate_val() if self.val_wins else {}
+        val = self.evaluate_heldout() if self.val_wins else {}
         t0 = time.perf_counter()
         mean, std = latent_statistics(self.ae, self.train_store, cfg.stats_groups, cfg.seed + 1,
                                        self.first_share)
@@ -456,26 +388,18 @@ class _VaeRun:
             report["heldout"] = {**evaluate(self.ae, self.heldout_store, wins, cfg.future_frames),
                                  "patch_autoencoder": patch_baseline(self.heldout_store, wins, cfg.future_frames)}
         kl = self.ae.ae.config
-        record = {
-            "command": cfg.command, "commands": self.history["commands"], "data": self.data_info,
-            "hardware": hardware(),
-            "steps": self.step, "stop_reason": self.stop_reason, "train_time_s": round(self.train_s, 1),
-            "wall_time_s_this_call": round(time.perf_counter() - self.started, 1),
+        record = self.record({
             "parameters": {"total": sum(p.numel() for p in self.ae.parameters()),
                            "autoencoder_kl": sum(p.numel() for p in self.ae.ae.parameters())},
-            "final_train_loss_last_50_steps": (
-                round(float(np.mean([h["loss"] for h in self.history["steps"][-50:]])), 6)
-                if self.history["steps"] else None),
+            "final_train_loss_last_50_steps": self.final_train_loss(),
             "latent_statistics": {"groups": cfg.stats_groups, "seconds": round(stats_s, 1)},
             "reconstruction": report,
             "metric_note": "PSNR (dB) and SSIM on 0..255 (training.evaluation) of encode -> decode over each "
                            "window's future frames; condition frame reported apart",
             "architecture_note": f"AutoencoderKL blocks {list(kl.block_out_channels)}, patch {self.ae.patch}, "
-                                 f"temporal {self.ae.temporal} frames stacked per latent",
-            "config": asdict(cfg),
-        }
+                                 f"temporal {self.ae.temporal} frames stacked per latent"})
         save_video_ae(self.ae, self.out, cfg.height, cfg.width, record)
-        (self.out / METRICS_FILE).write_text(json.dumps(self.history) + "\n")
+        self.write_metrics()
         preview = self.val_store or self.heldout_store
         if preview is not None:
             save_preview(self.ae, preview, eval_windows(preview, 1)[0], cfg.future_frames, self.out / PREVIEW_FILE)

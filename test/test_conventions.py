@@ -237,3 +237,19 @@ def test_timestep_parameters_come_from_the_loss_settings():
     t1 = sample_timesteps(uniform, LossSettings(), 2000, torch.Generator().manual_seed(0))
     t5 = sample_timesteps(uniform, OFFICIAL_LOSS, 2000, torch.Generator().manual_seed(0))
     assert float(t5.mean()) > float(t1.mean()) + 0.1
+
+
+def test_train_conventions_switch_sets_every_convention_and_the_shift():
+    """`motus-ros train --conventions official` = all official conventions + FlowMatchScheduler(shift=5);
+    `--set` items given beside it still win; 'project' gives the presets' back."""
+    from motus_ros.commands.train import conventions_overrides, parse_overrides
+    from motus_ros.training.trainer import split_overrides
+
+    model, loss = split_overrides(conventions_overrides("official"))
+    assert preset("small").with_overrides(model).conventions == OFFICIAL_CONVENTIONS
+    assert LossSettings().replace(**loss) == OFFICIAL_LOSS
+    merged = {**conventions_overrides("official"), **parse_overrides(["conventions.video_loss=future_frames"])}
+    assert preset("tiny").with_overrides(split_overrides(merged)[0]).conventions.video_loss == "future_frames"
+    model, loss = split_overrides(conventions_overrides("project"))
+    assert official_tiny().with_overrides(model).conventions == PROJECT_CONVENTIONS and loss == {"uniform_shift": 1.0}
+    assert conventions_overrides("") == {}

@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a MotusConfig field of the preset (e.g. --set num_layers=4) or a loss "
                         "setting (motus.flow.LossSettings: logit_mean, logit_std, uniform_shift, "
                         "video_loss_weight, action_loss_weight; recorded in OUT/training.json) (repeatable)")
+    p.add_argument("--conventions", choices=("", "project", "official"), default="",
+                   help="train with all official Motus conventions (condition frame shares t, text padded to "
+                        "text_max_len, FlowMatchScheduler(shift=5) timesteps, video loss over all frames, spare "
+                        "position row, chat prompt) or the project's; '' = the preset's or the checkpoint's. "
+                        "--set items still win. From scratch the official ones trained at least as well here "
+                        "(README, 'The model')")
     p.add_argument("--state-noise", type=float, default=0.0,
                    help="std of Gaussian noise on the state input while training, in normalised units (the "
                         "dataset's joint range is 0..1); makes the policy read the scene from the cameras")
@@ -71,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (0 = torch's default); 1 is much faster on a CPU shared with other jobs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def conventions_overrides(name: str) -> dict:
+    """--conventions NAME -> overrides: every config.Conventions field, and the loss settings' shift
+    that goes with its timestep distribution (official: OFFICIAL_TRAIN_SHIFT)."""
+    if not name:
+        return {}
+    from motus_ros.motus.config import OFFICIAL_CONVENTIONS, OFFICIAL_TRAIN_SHIFT, PROJECT_CONVENTIONS
+
+    conventions = OFFICIAL_CONVENTIONS if name == "official" else PROJECT_CONVENTIONS
+    out = {f"conventions.{k}": v for k, v in conventions.to_dict().items()}
+    out["uniform_shift"] = OFFICIAL_TRAIN_SHIFT if name == "official" else 1.0
+    return out
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -114,7 +133,8 @@ def main(argv: list[str]) -> int:
                       lr=a.lr, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
                       max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
-                      overrides=parse_overrides(a.set), progress=not a.no_progress,
+                      overrides={**conventions_overrides(a.conventions), **parse_overrides(a.set)},
+                      progress=not a.no_progress,
                       state_noise=a.state_noise, state_dropout=a.state_dropout, precision=a.precision,
                       stage=a.stage)
     if a.threads > 0:

@@ -1,4 +1,4 @@
-"""conventions.video_target 'residual': the video expert denoises (future latent - condition latent) *
+"""conventions.video_target 'residual' and video_prediction 'sample': the video expert denoises (future latent - condition latent) *
 video_residual_scale. The mapping is exact both ways, generate() decodes real latents whichever the
 convention, and the training target is the residual's."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ from motus_ros.motus.model import build_model
 torch.set_num_threads(2)
 
 
-def tiny(target: str, scale: float = 1.0):
-    cfg = preset("tiny").replace(vae_kind="patch", vae_config={}, vae_temporal=1,
-                                 conventions={"video_target": target}, video_residual_scale=scale)
+def tiny(target: str, scale: float = 1.0, prediction: str = "velocity"):
+    cfg = preset("tiny").replace(vae_kind="patch", vae_config={}, vae_temporal=1, video_residual_scale=scale,
+                                 conventions={"video_target": target, "video_prediction": prediction})
     return build_model(cfg, seed=0)
 
 
@@ -99,3 +99,60 @@ def test_training_target_is_the_scaled_residual():
     assert torch.equal(seen["noisy"][:, :, :1], x[:, :, :1])
     target = (eps - residual)[:, :, 1:]
     assert torch.allclose(loss.video, (target ** 2).mean(), rtol=1e-5)
+
+
+def _predict_x0(x0):
+    """A denoiser whose video head outputs the clean sample x0 (video_prediction 'sample')."""
+    def step(cond, video, t_video, actions, t_action, state, need_video=True):
+        ta = t_action.view(-1, 1, 1).clamp_min(1e-6)
+        return x0.expand_as(video), actions / ta
+    return step
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_sample_prediction_lands_on_the_predicted_sample(steps):
+    """Whatever the number of Euler steps, a head that outputs x0 ends exactly on x0: a zero output
+    under 'residual' is the copy baseline."""
+    model = tiny("residual", scale=2.0, prediction="sample")
+    cfg = model.config
+    g = torch.Generator().manual_seed(2)
+    images = torch.rand(1, 3, cfg.video_height, cfg.video_width, generator=g) * 2 - 1
+    actions = torch.rand(1, cfg.chunk_size, cfg.action_dim, generator=g)
+    x0 = torch.zeros(1, cfg.latent_channels, cfg.latent_frames, *cfg.latent_size)
+    x0[:, :, 2:] = 0.8                                                   # frames 2.. move by +0.8 / scale
+    out = model.generate(images, torch.zeros(1, cfg.state_dim), ["x"], mode="wm", steps=steps, actions=actions,
+                         step_fn=_predict_x0(x0))
+    cond = model.encode_frames(images.unsqueeze(2))
+    assert torch.allclose(out.video_latents[:, :, 1:2], cond, atol=1e-5)
+    assert torch.allclose(out.video_latents[:, :, 2:], cond + 0.4, atol=1e-5)
+
+
+def test_sample_prediction_trains_on_x0_and_init_starts_at_the_copy_baseline(tmp_path):
+    """The loss is MSE(head output, x0); switching a checkpoint to 'sample' with --init zeroes the
+    video head's output layer, so its first prediction is the condition frame standing still."""
+    from motus_ros.motus.checkpoint import save_checkpoint
+    from motus_ros.training.trainer import init_model
+
+    model = tiny("residual", prediction="sample")
+    cfg = model.config
+    x = latents(cfg)
+    actions = torch.rand(2, cfg.chunk_size, cfg.action_dim)
+    model.denoise = lambda cond, noisy, t_v, a, t_a, state: (torch.zeros_like(noisy), torch.zeros_like(a))
+    loss = flow_matching_loss(model, x, actions, torch.zeros(2, cfg.state_dim), None, LossSettings(),
+                              generator=torch.Generator().manual_seed(0))
+    residual = (x[:, :, 1:] - x[:, :, :1])
+    assert torch.allclose(loss.video, (residual ** 2).mean(), rtol=1e-5)
+
+    velocity = tiny("residual")
+    save_checkpoint(velocity, tmp_path / "ckpt")
+    switched = init_model(str(tmp_path / "ckpt"), velocity.config, {"conventions.video_prediction": "sample"}, 0)
+    assert switched.video.wan.proj_out.weight.abs().max() == 0 and switched.video.wan.proj_out.bias.abs().max() == 0
+    switched.eval()
+    g = torch.Generator().manual_seed(4)
+    images = torch.rand(1, 3, cfg.video_height, cfg.video_width, generator=g) * 2 - 1
+    out = switched.generate(images, torch.zeros(1, cfg.state_dim), ["x"], mode="wm", steps=3,
+                            actions=torch.rand(1, cfg.chunk_size, cfg.action_dim, generator=g))
+    cond = switched.encode_frames(images.unsqueeze(2))
+    assert torch.allclose(out.video_latents[:, :, 1:], cond.expand_as(out.video_latents[:, :, 1:]), atol=1e-5)
+    kept = init_model(str(tmp_path / "ckpt"), velocity.config, {"sampler_shift": 2.0}, 0)
+    assert torch.equal(kept.video.wan.proj_out.weight, velocity.video.wan.proj_out.weight)

@@ -34,6 +34,7 @@ VIDEO_LOSSES = ("future_frames", "all_frames")
 ACTION_POSITIONS = ("exact", "spare_row")
 VLM_PROMPTS = ("image_text", "chat_text_image", "chat_image_text")
 VIDEO_TARGETS = ("absolute", "residual")
+VIDEO_PREDICTIONS = ("velocity", "sample")
 TOKENIZER_SOURCES = ("byte", "files")
 # Frames <-> latents: "wan" (diffusers AutoencoderKLWan, Wan 2.2 layout), "patch" (parameter-free
 # stand-in), "learned" (a small AutoencoderKL trained by `motus-ros train-vae`, read from vae_path).
@@ -93,6 +94,12 @@ class Conventions:
                         from the condition latent, times MotusConfig.video_residual_scale (models
                         trained here on a fixed-camera scene: a model that has learned nothing yet
                         predicts "nothing moves", the copy baseline, instead of noise).
+    video_prediction    what the video head outputs. "velocity": v = eps - x0 (official and the presets).
+                        "sample": the clean future x0 itself, trained with MSE on x0 (the velocity
+                        loss weighted by t^2); the sampler turns it into v = (x_t - x0) / t. With
+                        video_target "residual" a zero head output is exactly the copy baseline, so
+                        an output layer started at zero imagines "nothing moves" from the first step
+                        and training only has to add the motion.
     A config without conventions (checkpoints older than this field) has the project's.
     """
 
@@ -103,12 +110,13 @@ class Conventions:
     action_positions: str = "exact"
     vlm_prompt: str = "image_text"
     video_target: str = "absolute"
+    video_prediction: str = "velocity"
 
     def __post_init__(self) -> None:
         for name, allowed in (("condition_timestep", CONDITION_TIMESTEPS), ("text_context", TEXT_CONTEXTS),
                               ("timestep_sampling", TIMESTEP_SAMPLINGS), ("video_loss", VIDEO_LOSSES),
                               ("action_positions", ACTION_POSITIONS), ("vlm_prompt", VLM_PROMPTS),
-                              ("video_target", VIDEO_TARGETS)):
+                              ("video_target", VIDEO_TARGETS), ("video_prediction", VIDEO_PREDICTIONS)):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"conventions.{name}='{value}', expected one of: {', '.join(allowed)}")

@@ -172,7 +172,10 @@ def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, stat
 
     v_video, v_action = model.denoise(cond, noisy, t_v, noisy_actions, t_a, state)
     target_a = eps_a - actions
-    loss_v = video_loss(cfg, v_video, eps_v - latents)
+    if cfg.conventions.video_prediction == "sample":
+        loss_v = video_loss(cfg, v_video, latents)          # the head predicts x0: MSE on x0
+    else:
+        loss_v = video_loss(cfg, v_video, eps_v - latents)
     loss_a = F.mse_loss(v_action.float(), target_a)
     total = settings.video_loss_weight * loss_v + settings.action_loss_weight * loss_a
     return FlowLoss(total, loss_v, loss_a, t_v, t_a)

@@ -181,7 +181,9 @@ class Motus(nn.Module):
     def denoise(self, cond: Conditioning, video_latents: torch.Tensor, t_video: torch.Tensor,
                 actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
                 need_video: bool = True, trace: dict | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Velocities for video latents [B,C,T,h,w] (frame 0 = clean condition) and actions [B,chunk,A].
+        """Velocities for video latents [B,C,T,h,w] (frame 0 = clean condition) and actions [B,chunk,A]
+        (the video head's output is the clean sample instead under conventions.video_prediction
+        'sample'; `sample` converts it).
 
         t_video, t_action: [B] in [0,1]. The condition frame's tokens get t = 0 under
         conventions.condition_timestep 'zero' (Wan 2.2 TI2V), t_video under 'shared' (official).
@@ -258,6 +260,8 @@ class Motus(nn.Module):
             tv = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[video_role] * ones
             ta = {CLEAN: 0.0, NOISE: 1.0, DENOISE: t_now}[action_role] * ones
             v_video, v_action = step_fn(cond, video, tv, actions, ta, state, need_video=video_role == DENOISE)
+            if video_role == DENOISE and self.config.conventions.video_prediction == "sample":
+                v_video = (video - v_video) / t_now           # the head gave x0; t_now > 0 inside the loop
             if video_role == DENOISE:
                 future = sampler.step(v_video[:, :, 1:], i, video[:, :, 1:])
                 video = torch.cat([video[:, :, :1], future], dim=2)

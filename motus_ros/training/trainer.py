@@ -411,6 +411,12 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
                          "(e.g. sampler_shift, conventions.timestep_sampling) and the loss settings can be "
                          "changed when starting from a checkpoint")
     model.load_state_dict(theirs)
+    if mcfg.conventions.video_prediction != loaded.config.conventions.video_prediction:
+        # The video head's output changes meaning (velocity <-> clean sample): start its output layer
+        # at zero, which under video_target 'residual' and 'sample' imagines "nothing moves".
+        with torch.no_grad():
+            model.video.wan.proj_out.weight.zero_()
+            model.video.wan.proj_out.bias.zero_()
     return model.train()
 
 

@@ -93,6 +93,12 @@ def mse(pred: np.ndarray, real: np.ndarray) -> float:
     return float(np.mean((np.asarray(pred, np.float64) - np.asarray(real, np.float64)) ** 2))
 
 
+def finite_mean(values) -> float:
+    """Mean of the finite values (PSNR of identical frames is inf); inf when there are none."""
+    kept = [float(v) for v in values if math.isfinite(v)]
+    return float(np.mean(kept)) if kept else float("inf")
+
+
 def psnr(pred: np.ndarray, real: np.ndarray) -> float:
     """Peak signal-to-noise ratio (dB) of uint8-range images; inf when identical."""
     err = mse(pred, real)
@@ -180,10 +186,6 @@ def offline_metrics(model, dataset, episode_ids: list[int], max_windows: int = 1
                 copy_ssims.append(ssim(cond[b], real[b, f]))
                 frame_index.append(f)
 
-    def finite_mean(v):
-        v = [x for x in v if math.isfinite(x)]
-        return float(np.mean(v)) if v else float("inf")
-
     return {"windows": len(wins), "steps": steps or cfg.num_inference_steps,
             "idm_action_mse": sq["idm"] / count, "vla_action_mse": sq["vla"] / count,
             "wm_psnr_db": finite_mean(psnrs), "wm_ssim": float(np.mean(ssims)),
@@ -214,5 +216,5 @@ def per_future_frame(frame_index, psnrs, ssims, copy_psnrs, copy_ssims, ae_psnrs
             for f in range(num_future)]
 
 
-__all__ = ["EpisodeResult", "mse", "offline_metrics", "per_future_frame", "percentile", "psnr", "spread", "ssim",
-           "summarize"]
+__all__ = ["EpisodeResult", "finite_mean", "mse", "offline_metrics", "per_future_frame", "percentile", "psnr",
+           "spread", "ssim", "summarize"]

@@ -17,7 +17,6 @@ Pure module (numpy + OpenCV, no ROS); nodes/world_model_node.py feeds it and pub
 """
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -25,7 +24,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from motus_ros.policy.transforms import TILE_HEIGHT, TILE_WIDTH, resize_image, tile_cameras
-from motus_ros.training.evaluation import psnr
+from motus_ros.training.evaluation import finite_mean, psnr
 
 COMPARISON_MAX_WIDTH = 1600   # pixels: the image is downsampled by an integer factor to fit
 SEPARATOR_PX = 2              # grey line between the real and the predicted row
@@ -61,11 +60,6 @@ def comparison_image(real: np.ndarray, predicted: np.ndarray,
     line = np.full((SEPARATOR_PX, top.shape[1], 3), SEPARATOR_VALUE, np.uint8)
     return np.ascontiguousarray(np.concatenate([top, line, bottom], axis=0))
 
-
-def finite_mean(values) -> float:
-    """Mean of the finite values; inf when there are none (every frame identical)."""
-    kept = [float(v) for v in values if math.isfinite(v)]
-    return float(np.mean(kept)) if kept else float("inf")
 
 
 @dataclass

@@ -31,9 +31,8 @@ from motus_ros.motus.config import PRESETS, preset as make_preset
 from motus_ros.motus.model import MODES, build_model, check_mode
 from motus_ros.paths import resolve
 
-from .transforms import (TILE_HEIGHT, TILE_WIDTH, NormStats, ObservationError, denormalize, from_model_pixels,
-                         load_stats, normalize, resize_image, tile_cameras, to_model_pixels, validate_images,
-                         validate_vector)
+from .transforms import (NormStats, ObservationError, denormalize, from_model_pixels, load_stats, model_frame,
+                         normalize, to_model_pixels, validate_images, validate_vector)
 
 from motus_ros import robots
 
@@ -123,8 +122,7 @@ class MotusPolicy:
 
     def _tiled(self, images: dict, field: str) -> np.ndarray:
         validate_images(images, field)
-        tiled = tile_cameras(images, TILE_HEIGHT, TILE_WIDTH)
-        return resize_image(tiled, self.config.video_height, self.config.video_width)
+        return model_frame(images, self.config.video_height, self.config.video_width)
 
     def infer(self, observation: dict) -> dict:
         start = time.perf_counter()

@@ -83,6 +83,12 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def model_frame(images: dict[str, np.ndarray], height: int, width: int) -> np.ndarray:
+    """Camera dict -> the tiled (height, width, 3) uint8 frame the model sees and predicts: the
+    cameras tiled at the release tile size, then resized to the model's video size."""
+    return resize_image(tile_cameras(dict(images), TILE_HEIGHT, TILE_WIDTH), height, width)
+
+
 def to_model_pixels(image: np.ndarray) -> np.ndarray:
     """uint8 HxWx3 -> float32 3xHxW in [-1, 1]."""
     return (image.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)

@@ -23,7 +23,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from motus_ros.policy.transforms import TILE_HEIGHT, TILE_WIDTH, resize_image, tile_cameras
+from motus_ros.policy.transforms import model_frame
 from motus_ros.training.evaluation import finite_mean, psnr
 
 COMPARISON_MAX_WIDTH = 1600   # pixels: the image is downsampled by an integer factor to fit
@@ -33,12 +33,6 @@ SEPARATOR_VALUE = 128
 # Real frame for (time s, height, width): a tiled (height, width, 3) uint8 frame, or None while the
 # cameras have not reached that time yet.
 Lookup = Callable[[float, int, int], "np.ndarray | None"]
-
-
-def model_frame(images: Mapping[str, np.ndarray], height: int, width: int) -> np.ndarray:
-    """Camera dict -> the tiled (height, width, 3) uint8 frame the model sees and predicts
-    (tile_cameras at the release tile size, then resized, as MotusPolicy.model_image does)."""
-    return resize_image(tile_cameras(dict(images), TILE_HEIGHT, TILE_WIDTH), height, width)
 
 
 def comparison_image(real: np.ndarray, predicted: np.ndarray,

@@ -8,9 +8,9 @@ import pytest
 from ros_harness import RosHarness, isolated_domain_id
 
 # Set before rclpy (and any child process) reads them.
-os.environ["ROS_DOMAIN_ID"] = str(isolated_domain_id())
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+os.environ["ROS_DOMAIN_ID"] = str(isolated_domain_id())
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 

@@ -16,9 +16,37 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 
-def isolated_domain_id() -> int:
-    """A ROS_DOMAIN_ID unlikely to collide with another test session on this machine."""
-    return 10 + os.getpid() % 90
+def isolated_domain_id(tries: int = 8, listen_s: float = 1.0) -> int:
+    """A ROS_DOMAIN_ID (1..101, the ids whose ports are safe on Linux) on which no other node is
+    heard, so that another test session on this host cannot publish into this one's topics.
+
+    Drawn at random, not from the pid: containers start pytest at the same pid, and test
+    sessions in containers that share the host's network would then share a domain (a stray
+    /joint_states publisher fails the tests that read joint states). Each candidate is probed
+    with a private rclpy context for listen_s seconds; after `tries` busy ones, the last is used.
+    Call before rclpy.init of the test session, with ROS_AUTOMATIC_DISCOVERY_RANGE already set.
+    """
+    import random
+
+    draw = random.SystemRandom()
+    domain = draw.randint(1, 101)
+    for _ in range(tries):
+        domain = draw.randint(1, 101)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        try:
+            probe = rclpy.create_node(f"domain_probe_{os.getpid()}", context=context)
+            deadline = time.monotonic() + listen_s
+            others: list[str] = []
+            while not others and time.monotonic() < deadline:
+                time.sleep(0.1)
+                others = [n for n in probe.get_node_names() if n != probe.get_name()]
+            probe.destroy_node()
+        finally:
+            context.try_shutdown()
+        if not others:
+            return domain
+    return domain
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> None:

@@ -167,14 +167,15 @@ def test_training_loss_honours_the_conventions(official_model):
 
 
 # The training objective's numbers (flow.LossSettings) ----------------------------------------------
-def _loss_inputs(model, seed: int = 3):
+def _loss_inputs(model, seed: int = 3, batch: int = 2):
     cfg = model.config
     g = torch.Generator().manual_seed(seed)
     h, w = cfg.latent_size
-    latents = torch.randn(2, cfg.latent_channels, cfg.latent_frames, h, w, generator=g)
-    actions, state = torch.rand(2, cfg.chunk_size, cfg.action_dim, generator=g), torch.rand(2, cfg.state_dim, generator=g)
-    cond = model.conditioning_from_features(torch.randn(2, 7, cfg.vlm_hidden, generator=g),
-                                            torch.randn(2, 4, cfg.text_dim, generator=g), latents[:, :, :1])
+    latents = torch.randn(batch, cfg.latent_channels, cfg.latent_frames, h, w, generator=g)
+    actions = torch.rand(batch, cfg.chunk_size, cfg.action_dim, generator=g)
+    state = torch.rand(batch, cfg.state_dim, generator=g)
+    cond = model.conditioning_from_features(torch.randn(batch, 7, cfg.vlm_hidden, generator=g),
+                                            torch.randn(batch, 4, cfg.text_dim, generator=g), latents[:, :, :1])
     return latents, actions, state, cond
 
 
@@ -182,7 +183,8 @@ def test_official_loss_settings_are_the_official_shift():
     assert LossSettings.official() == OFFICIAL_LOSS
     assert OFFICIAL_LOSS.uniform_shift == OFFICIAL_TRAIN_SHIFT == 5.0
     assert OFFICIAL_LOSS.replace(uniform_shift=1.0) == LossSettings()      # the rest: the defaults
-    assert LossSettings.field_names() == LOSS_FIELDS                       # what old config.json files hold
+    # what old config.json files hold; fields added since (clean_action_fraction) never were there
+    assert LossSettings.field_names()[:len(LOSS_FIELDS)] == LOSS_FIELDS
     assert OFFICIAL_LOSS.describe().startswith("official loss settings: ")
 
 
@@ -193,6 +195,8 @@ def test_loss_settings_validation_names_the_field():
                              ({"video_loss_weight": 0.0, "action_loss_weight": 0.0},
                               "video_loss_weight=0 and action_loss_weight=0, expected at least one > 0"),
                              ({"logit_mean": float("nan")}, "logit_mean=nan, expected a finite number"),
+                             ({"clean_action_fraction": 1.0},
+                              "clean_action_fraction=1.0, expected a fraction in [0, 1)"),
                              ({"video_loss_weight": "heavy"}, "video_loss_weight='heavy', expected a number")):
         with pytest.raises(ValueError, match=re.escape(f"LossSettings: {message}")):
             LossSettings(**changes)
@@ -226,6 +230,35 @@ def test_loss_uses_the_weights(official_model):
     assert float(video_only.total) == pytest.approx(float(unit.video), rel=1e-6)
     assert float(unit.total) == pytest.approx(float(unit.video + unit.action), rel=1e-6)
     assert float(weighted.total) == pytest.approx(float(2.0 * unit.video + 3.0 * unit.action), rel=1e-6)
+
+
+def test_clean_action_windows_see_t_zero_and_leave_the_action_loss_out(official_model):
+    """clean_action_fraction: those windows condition the video on clean actions (world-model
+    mode); the action term averages the other windows only, the video term all of them."""
+    inputs = _loss_inputs(official_model, batch=16)
+    calls = []
+    real = official_model.denoise
+
+    def spy(c, video, t_video, noisy_actions, t_action, st):
+        calls.append((noisy_actions.clone(), t_action.clone()))
+        return real(c, video, t_video, noisy_actions, t_action, st)
+
+    official_model.denoise = spy
+    try:
+        with torch.no_grad():
+            loss = flow_matching_loss(official_model, *inputs, LossSettings(clean_action_fraction=0.5),
+                                      generator=torch.Generator().manual_seed(3))
+    finally:
+        del official_model.denoise
+    noisy_actions, t_action = calls[0]
+    clean = t_action == 0
+    assert 0 < int(clean.sum()) < len(clean)                             # some of each
+    torch.testing.assert_close(noisy_actions[clean], inputs[1][clean])  # given exactly, no noise
+    assert float(loss.action) > 0 and torch.isfinite(loss.total)
+    with torch.no_grad():                                                 # the default draws no mask
+        plain = flow_matching_loss(official_model, *inputs, LossSettings(),
+                                   generator=torch.Generator().manual_seed(3))
+    assert bool((plain.t_action > 0).all())
 
 
 def test_timestep_parameters_come_from_the_loss_settings():

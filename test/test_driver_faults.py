@@ -65,9 +65,11 @@ def test_watchdog_trip_then_bad_commands_then_estop_in_one_node(ros):
     assert ros.call(Trigger, SERVICES["release_emergency_stop"], Trigger.Request()).success
     assert ros.call(Trigger, SERVICES["enable"], Trigger.Request()).success
     target = np.full(DOF, 0.05)
+    # the device's own reading: nothing else on the graph can stand in for it
     wait_until(lambda: pub.publish(command(target)) or
-               np.allclose(states.messages[-1].position, target, atol=1e-6),
+               np.allclose(backend.read().positions, target, atol=1e-6),
                timeout=15, what="arm to move after release and enable", interval=0.02)
+    states.wait_for(1, predicate=lambda m: np.allclose(m.position, target, atol=1e-6))   # and reports it
 
 
 class FailingOnceBackend(MockArmBackend):

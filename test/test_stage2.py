@@ -251,3 +251,32 @@ def test_random_motion_episode_without_joint_data(tmp_path):
     assert json.loads((tmp_path / "dataset.json").read_text())["episodes"][0]["has_actions"] is False
     data = ds.load_dataset(tmp_path, targets="none")
     np.testing.assert_array_equal(data.episodes[0].frame_steps, [0, 6, 12])
+
+
+def test_perturbed_expert_offsets_the_arm_joints_smoothly_and_within_the_limits():
+    from motus_ros.sim import scripted_expert as sx
+    from motus_ros.sim import world as simworld
+    from motus_ros.training import sim_episodes as se
+
+    world = simworld.SimWorld("transfer_cube", (48, 64), seed=0, render_quality="fast")
+    try:
+        poses = world.reset(3)
+    finally:
+        world.close()
+    dt = simworld.CONTROL_DT
+    expert = sx.ScriptedExpert("transfer_cube", poses)
+    runs = [se.PerturbedExpert(expert, seed, dt) for seed in (0, 1)]
+    for player in runs:
+        assert len(player) == len(expert)
+        q = np.stack([player.action(k) for k in range(len(player))])
+        assert (q >= simworld.LOWER - 1e-9).all() and (q <= simworld.UPPER + 1e-9).all()
+        offsets = q - np.stack([expert.action(k) for k in range(len(expert))])
+        grips = list(layout.GRIPPER_INDICES)
+        np.testing.assert_allclose(offsets[:, grips], 0.0, atol=1e-12)      # grippers as planned
+        arm = [j for j in range(14) if j not in layout.GRIPPER_INDICES]
+        assert np.abs(offsets[:, arm]).max() <= se.PERTURB_SPAN_RAD + 1e-9
+        assert (np.abs(offsets[:, arm]).max(0) > 0.05).all()                # every arm joint is moved
+        assert np.abs(np.diff(player.offsets, axis=0)).max() / dt < 2.0     # smooth: rad/s, no jumps
+        np.testing.assert_allclose(player.action_at(7 * dt), player.action(7), atol=1e-9)
+    assert not np.array_equal(runs[0].offsets, runs[1].offsets)
+    np.testing.assert_array_equal(runs[0].offsets, se.PerturbedExpert(expert, 0, dt).offsets)

@@ -35,6 +35,12 @@ class LossSettings:
                            (official robotwin.yaml: sigmoid_scale 1.0)
     uniform_shift          "shifted_uniform" and "flow_shift": the shift (official: OFFICIAL_TRAIN_SHIFT = 5)
     video_loss_weight, action_loss_weight   w_v and w_a of the total loss
+    clean_action_fraction  the fraction of windows whose actions the video expert sees clean
+                           (t_action = 0: world-model mode) instead of at a drawn t; their action
+                           loss is not counted (nothing to denoise). Independent timesteps reach
+                           that conditioning only as t_action -> 0, so a video expert trained on
+                           scripted demonstrations can ignore the actions (not in the official
+                           training: 0 there and by default)
     Model configs (config.json) written before this class held these five fields; they are read
     from there into a LossSettings when a run starts from such a checkpoint (training.trainer).
     """
@@ -44,6 +50,7 @@ class LossSettings:
     uniform_shift: float = 1.0
     video_loss_weight: float = 1.0
     action_loss_weight: float = 1.0
+    clean_action_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -64,6 +71,8 @@ class LossSettings:
         need(self.uniform_shift > 0, f"uniform_shift={self.uniform_shift}, expected > 0")
         for name in ("video_loss_weight", "action_loss_weight"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)}, expected >= 0")
+        need(0.0 <= self.clean_action_fraction < 1.0,
+             f"clean_action_fraction={self.clean_action_fraction}, expected a fraction in [0, 1)")
         need(self.video_loss_weight + self.action_loss_weight > 0,
              "video_loss_weight=0 and action_loss_weight=0, expected at least one > 0")
 
@@ -155,12 +164,17 @@ def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, stat
                        settings: LossSettings, generator: torch.Generator | None = None) -> FlowLoss:
     """latents [B,C,T,h,w] autoencoder latents (frame 0 = condition), actions [B,chunk,A] and state [B,S] normalized,
     cond = model.prepare_conditioning(...). model.config gives the shapes and conventions, `settings`
-    the timestep parameters and loss weights. Video and action timesteps are drawn independently."""
+    the timestep parameters and loss weights. Video and action timesteps are drawn independently
+    (settings.clean_action_fraction of the windows then get clean actions)."""
     cfg = model.config
     b, device = latents.shape[0], latents.device
     latents = model.video_to_model(latents)                                # conventions.video_target
     t_v = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
     t_a = sample_timesteps(cfg, settings, b, generator, "cpu").to(device)
+    clean = torch.zeros(b, dtype=torch.bool)
+    if settings.clean_action_fraction > 0:                 # world-model windows: actions given clean
+        clean = torch.rand(b, generator=generator) < settings.clean_action_fraction
+        t_a = torch.where(clean.to(device), torch.zeros_like(t_a), t_a)
     eps_v = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device)
     eps_a = torch.randn(actions.shape, generator=generator, dtype=torch.float32).to(device)
 
@@ -176,6 +190,11 @@ def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, stat
         loss_v = video_loss(cfg, v_video, latents)          # the head predicts x0: MSE on x0
     else:
         loss_v = video_loss(cfg, v_video, eps_v - latents)
-    loss_a = F.mse_loss(v_action.float(), target_a)
+    if clean.any():
+        per_window = ((v_action.float() - target_a) ** 2).mean(dim=(1, 2))
+        noised = (~clean).to(device)
+        loss_a = per_window[noised].mean() if noised.any() else per_window.sum() * 0.0
+    else:
+        loss_a = F.mse_loss(v_action.float(), target_a)
     total = settings.video_loss_weight * loss_v + settings.action_loss_weight * loss_a
     return FlowLoss(total, loss_v, loss_a, t_v, t_a)

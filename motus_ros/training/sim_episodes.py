@@ -7,7 +7,7 @@ motus_ros/data/convert.py, but on simulated time without ROS, so each episode is
 episode (400 steps of 0.02 s) from the start pose, with exact 30 Hz / 5 Hz timelines.
 
     python -m motus_ros.training.sim_episodes --out DIR --episodes N [--seed S] [--merge]
-                                              [--random-motion] [--no-actions]
+                                              [--random-motion | --perturbed] [--no-actions]
 
 --merge adds the episodes to an existing converted folder (e.g. one written by `motus-ros
 convert` from recorded bags) and recomputes its splits and statistics over all episodes.
@@ -16,7 +16,12 @@ convert` from recorded bags) and recomputes its splits and statistics over all e
 AnyPos-style "task-agnostic" data of its data pyramid (level 4), random smooth joint-space moves of each arm
 within its joint limits and grippers opening and closing at random, in the same scene (the cube
 placed from the seed, so it is in view and sometimes in the way). They are all kept (there is no
-task to fail). --no-actions writes the episodes without joint data (label-free, as
+task to fail). --perturbed records the scripted expert with smooth random offsets added to its arm
+joint targets (grippers untouched), under the task's instruction: the same scenes and plans, but
+actions that the scene does not determine, so that a world model trained on them must read the
+actions to predict the arms (the counterfactual evaluation, motus_ros/training/counterfactual.py,
+asks exactly that). The expert often fails under the offsets; every episode is kept. Not for
+policy training: it would imitate the offsets. --no-actions writes the episodes without joint data (label-free, as
 `motus-ros convert --no-actions`; see motus_ros/data/convert.py): video for stage-2 pretraining on
 latent actions, or the ablation with the joint data withheld.
 """
@@ -47,6 +52,13 @@ GRIPPER_SEGMENT_S = (0.6, 2.0)   # s, each gripper draws open (1) or closed (0) 
 GRIPPER_MAX_SPEED = 2.0          # normalised units/s, peak gripper speed (the sim driver allows 4)
 MIN_JERK_PEAK = 1.875            # peak speed of a minimum-jerk move, in distance / duration
 RANDOM_INSTRUCTION = "move both arms at random"
+
+# --perturbed: per arm joint, minimum-jerk moves between offsets drawn uniformly within
+# PERTURB_SPAN_RAD (a third of them back to zero: stretches of the plain plan), each move
+# PERTURB_MOVE_S long. The counterfactual evaluation ramps 0.25-0.5 rad onto expert chunks of 1.6 s.
+PERTURB_SPAN_RAD = 0.5
+PERTURB_MOVE_S = (0.8, 2.0)
+PERTURB_ZERO_FRACTION = 1 / 3
 
 
 def _min_jerk(tau):
@@ -119,6 +131,52 @@ class RandomMotion:
         k = int(np.floor(x))
         nxt = min(k + 1, len(self.targets) - 1)
         return (1 - (x - k)) * self.targets[k] + (x - k) * self.targets[nxt]
+
+
+class PerturbedExpert:
+    """A scripted expert's plan plus smooth random offsets on its arm joints (same interface)."""
+
+    def __init__(self, expert, seed: int, dt: float):
+        from motus_ros.sim import world as simworld
+
+        self.expert, self.dt = expert, dt
+        rng = np.random.default_rng(seed)
+        times = np.arange(len(expert)) * dt
+        self.offsets = np.zeros((len(expert), layout.DOF))
+        arm = [j for j in range(layout.DOF) if j not in layout.GRIPPER_INDICES]
+
+        def draw(_q):
+            zero = rng.random(len(arm)) < PERTURB_ZERO_FRACTION
+            return np.where(zero, 0.0, rng.uniform(-PERTURB_SPAN_RAD, PERTURB_SPAN_RAD, len(arm)))
+
+        self.offsets[:, arm] = _moves(times, np.zeros(len(arm)), draw, lambda q0, q1: rng.uniform(*PERTURB_MOVE_S))
+        self._lower, self._upper = simworld.LOWER, simworld.UPPER      # (14,) layout order
+
+    def __len__(self) -> int:
+        return len(self.expert)
+
+    def _offset_at(self, t: float) -> np.ndarray:
+        x = np.clip(t / self.dt, 0, len(self.offsets) - 1)
+        return np.array([np.interp(x, np.arange(len(self.offsets)), self.offsets[:, j]) for j in range(layout.DOF)])
+
+    def action(self, step: int) -> np.ndarray:
+        k = int(np.clip(step, 0, len(self.offsets) - 1))
+        return np.clip(self.expert.action(step) + self.offsets[k], self._lower, self._upper)
+
+    def action_at(self, t: float) -> np.ndarray:
+        return np.clip(self.expert.action_at(t) + self._offset_at(t), self._lower, self._upper)
+
+
+def record_perturbed_episode(world, seed: int, task: str, instruction: str, steps: int | None = None,
+                             actions: bool = True):
+    """One scripted episode with random offsets on the arm joints -> (ConvertedEpisode, frames)."""
+    from motus_ros.sim import scripted_expert as se
+    from motus_ros.sim import world as simworld
+
+    poses = world.reset(seed)
+    expert = PerturbedExpert(se.ScriptedExpert(task, poses, steps or se.EPISODE_STEPS), seed, simworld.CONTROL_DT)
+    return _play(world, expert, f"sim_{task}_perturbed_seed{seed}",
+                 f"motus_ros.training.sim_episodes --perturbed seed {seed}", instruction, actions)
 
 
 def record_episode(world, seed: int, task: str, instruction: str, steps: int | None = None, actions: bool = True):
@@ -216,9 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-motion", action="store_true",
                    help="task-agnostic episodes: random smooth joint moves within the limits, random gripper "
                         "opening and closing (instead of the scripted expert)")
+    p.add_argument("--perturbed", action="store_true",
+                   help="the scripted expert with smooth random offsets on its arm joint targets (world-model "
+                        "data whose actions the scene does not determine; every episode kept)")
     p.add_argument("--no-actions", action="store_true",
                    help="write the episodes without joint data (label-free: frames and timelines only)")
     a = p.parse_args(argv)
+    if a.random_motion and a.perturbed:
+        p.error("--random-motion and --perturbed: choose one kind of episode")
     instruction = a.instruction if a.instruction is not None else (
         RANDOM_INSTRUCTION if a.random_motion else SIM_INSTRUCTION)
     root = a.out
@@ -230,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             seed = SEED_BASE + a.seed * 10_000 + i
             if a.random_motion:           # no task to fail: every episode is kept
                 episode, frames = record_random_episode(world, seed, instruction, actions=not a.no_actions)
+                success = True
+            elif a.perturbed:             # the plan is perturbed on purpose: failures are data too
+                episode, frames = record_perturbed_episode(world, seed, a.task, instruction,
+                                                           actions=not a.no_actions)
                 success = True
             else:
                 episode, frames, success = record_episode(world, seed, a.task, instruction, actions=not a.no_actions)

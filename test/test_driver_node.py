@@ -161,8 +161,11 @@ def test_piper_driver_emergency_stop_service_reaches_the_can_bus(ros):
     left = FakePiperArm(f"drv{os.getpid()}_l", joints_rad=[0, 0.5, -0.5, 0, 0, 0], follow=True)
     right = FakePiperArm(f"drv{os.getpid()}_r", joints_rad=[0, 0.5, -0.5, 0, 0, 0], follow=True)
     try:
+        # feedback_timeout: the fake arms answer from Python threads, which a loaded machine can
+        # starve past the default 0.25 s (a feedback-loss soft stop; test_driver_faults covers it)
         params = dict(backend="piper", calibration="agilex_aloha2", rate_hz=100.0,
-                      can_channels=[left.channel, right.channel], can_bustype="virtual")
+                      can_channels=[left.channel, right.channel], can_bustype="virtual",
+                      feedback_timeout=2.0)
         node = ros.add(ArmDriverNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
         states = ros.collect(JointState, TOPICS["joint_states"])
         first = states.wait_for(1)[0]

@@ -94,9 +94,12 @@ def test_future_chunk_then_valid_chunks_then_dead_policy_then_estop_then_new_epi
     commands.wait_for(5)
 
     # 2. the policy dies: within policy_timeout_s the executor holds the last command, ERROR
+    # (a loaded machine can starve the live policy past the timeout once already: count from here)
+    before = executor.core.policy_timeouts
     policy.kill()
-    level, message, _ = executor_status(diags, lambda lvl, msg, v: v["policy_timeouts"] == "1")
-    assert level == 2 and "no chunk from the policy" in message
+    level, message, _ = executor_status(diags, lambda lvl, msg, v: int(v["policy_timeouts"]) > before
+                                        and "no chunk from the policy" in msg)
+    assert level == 2
     n = len(commands.messages)
     commands.wait_for(n + 10)
     held = [m.position for m in commands.messages[n:]]

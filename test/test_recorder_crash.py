@@ -39,7 +39,9 @@ def _recorded_publishers(ros, out: Path):
     from motus_msgs.msg import ActionChunk
     from sensor_msgs.msg import JointState
 
-    qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    # Deep enough that a recorder process starved for seconds on a loaded machine still gets every
+    # message (a reliable keep-last writer overwrites what its reader has not acknowledged).
+    qos = QoSProfile(depth=5000, reliability=ReliabilityPolicy.RELIABLE)
     js_pub = ros.node.create_publisher(JointState, "/puppet/joint_states", qos)
     ch_pub = ros.node.create_publisher(ActionChunk, "/motus/action_chunk", qos)
     wait_until(lambda: js_pub.get_subscription_count() >= 1 and ch_pub.get_subscription_count() >= 1

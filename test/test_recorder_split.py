@@ -49,7 +49,8 @@ def test_sigkill_after_splits_closed_files_read_without_repair(ros, tmp_path):
     from motus_ros.data.bag_repair import bag_files, has_footer, needs_repair, recover_episode
 
     out = tmp_path / "episodes"
-    proc = _start_recorder(out, "max_bag_duration_s:=0.3")
+    # qos_depth: the subscription's history, as deep as the publishers' (see _recorded_publishers)
+    proc = _start_recorder(out, "max_bag_duration_s:=0.3", "qos_depth:=5000")
     sent = 0
     try:
         publish = _recorded_publishers(ros, out)

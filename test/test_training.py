@@ -216,6 +216,26 @@ def test_init_starts_from_the_given_weights_with_changed_loss_weights(data_dir, 
                      resume=str(tmp_path / "base")), log=lambda s: None)
 
 
+def test_max_minutes_counts_training_not_the_cache_encoding(data_dir, tmp_path, monkeypatch):
+    """A slow first encoding (minutes on a CPU) must not eat a short run's budget."""
+    import time
+
+    from motus_ros.training import trainer as tr
+
+    real = tr.build_or_open
+
+    def slow_encoding(*args, **kwargs):
+        time.sleep(1.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "build_or_open", slow_encoding)
+    summary = train(config(data_dir, tmp_path / "cache", tmp_path / "run", epochs=50, max_minutes=0.02),
+                    log=lambda s: None)
+    info = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert info["stop_reason"] == "max_minutes" and info["steps"] >= 1, info
+    assert summary["history"]["epochs"][-1]["step"] == info["steps"]
+
+
 def test_state_augmentation_only_while_training(monkeypatch):
     from motus_ros.training import trainer
 

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     p.add_argument("--warmup-steps", type=int, default=50, help="linear warm-up steps (default 50)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no cap)")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many wall minutes (0 = no cap)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many wall minutes of training, not counting the latent "
+                   "cache's one-time encoding and the first validation (0 = no cap)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto: what accelerate finds (GPU when present)")

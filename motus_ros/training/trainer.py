@@ -74,7 +74,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     max_steps: int = 0                # 0 = epochs * batches
-    max_minutes: float = 0.0          # 0 = no wall-clock cap; else stop (and save) after this long
+    max_minutes: float = 0.0          # 0 = no cap; else stop (and save) after this long of training (the
+                                      # latent cache's encoding and the first validation not counted)
     seed: int = 0
     device: str = "auto"              # auto | cpu | cuda
     resume: str = ""
@@ -643,7 +644,9 @@ class _TrainingRun:
         if not self.state:
             self.history["epochs"].append(self.run_validation())   # epoch 0: before any update
             self.log(f"[train] before training: {_fmt(self.history['epochs'][-1])}")
-        self.deadline = self.started + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+        # The budget is for training: the latent cache's one-time encoding (minutes on a CPU) and the
+        # first validation are behind us, and counting them once stopped a short run at 0 steps.
+        self.deadline = time.perf_counter() + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         self.objective.train()
         while not (reason := self._why_stop()):
             epoch_losses = self.train_epoch()

@@ -20,7 +20,7 @@ task to fail). --perturbed records the scripted expert with smooth random offset
 joint targets (grippers untouched), under the task's instruction: the same scenes and plans, but
 actions that the scene does not determine, so that a world model trained on them must read the
 actions to predict the arms (the counterfactual evaluation, motus_ros/training/counterfactual.py,
-asks exactly that). The expert often fails under the offsets; every episode is kept. Not for
+asks exactly that). The plan may fail under the offsets; every episode is kept. Not for
 policy training: it would imitate the offsets. --no-actions writes the episodes without joint data (label-free, as
 `motus-ros convert --no-actions`; see motus_ros/data/convert.py): video for stage-2 pretraining on
 latent actions, or the ablation with the joint data withheld.

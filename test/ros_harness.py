@@ -23,14 +23,13 @@ def isolated_domain_id(tries: int = 8, listen_s: float = 1.0) -> int:
     Drawn at random, not from the pid: containers start pytest at the same pid, and test
     sessions in containers that share the host's network would then share a domain (a stray
     /joint_states publisher fails the tests that read joint states). Each candidate is probed
-    with a private rclpy context for listen_s seconds; after `tries` busy ones, the last is used.
-    Call before rclpy.init of the test session, with ROS_AUTOMATIC_DISCOVERY_RANGE already set.
+    with a private rclpy context for listen_s seconds; after `tries` (>= 1) busy ones, the last
+    is used. Call before rclpy.init of the test session, with ROS_AUTOMATIC_DISCOVERY_RANGE set.
     """
     import random
 
     draw = random.SystemRandom()
-    domain = draw.randint(1, 101)
-    for _ in range(tries):
+    for _ in range(max(1, tries)):
         domain = draw.randint(1, 101)
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=domain)

@@ -110,6 +110,19 @@ def random_motion_targets(rng: np.random.Generator, steps: int, dt: float) -> np
     return out
 
 
+def _row_at_step(rows: np.ndarray, step: int) -> np.ndarray:
+    """Row `step` of a per-control-step table (held at the last one after the end)."""
+    return rows[int(np.clip(step, 0, len(rows) - 1))].copy()
+
+
+def _row_at_time(rows: np.ndarray, t: float, dt: float) -> np.ndarray:
+    """A per-control-step table (rows k at k * dt s) at t s, linear between rows."""
+    x = float(np.clip(t / dt, 0, len(rows) - 1))
+    k = int(np.floor(x))
+    nxt = min(k + 1, len(rows) - 1)
+    return (1 - (x - k)) * rows[k] + (x - k) * rows[nxt]
+
+
 class RandomMotion:
     """Random-motion targets drawn from `seed`, played as the scripted expert plays its plan:
     action(k) per control step of dt s, action_at(t) linear between them, len()."""
@@ -123,14 +136,11 @@ class RandomMotion:
 
     def action(self, step: int) -> np.ndarray:
         """(14,) targets of control step `step` (held at the last one after the end)."""
-        return self.targets[int(np.clip(step, 0, len(self.targets) - 1))].copy()
+        return _row_at_step(self.targets, step)
 
     def action_at(self, t: float) -> np.ndarray:
         """(14,) targets at t s since the episode started, linear between control steps."""
-        x = float(np.clip(t / self.dt, 0, len(self.targets) - 1))
-        k = int(np.floor(x))
-        nxt = min(k + 1, len(self.targets) - 1)
-        return (1 - (x - k)) * self.targets[k] + (x - k) * self.targets[nxt]
+        return _row_at_time(self.targets, t, self.dt)
 
 
 class PerturbedExpert:
@@ -155,16 +165,11 @@ class PerturbedExpert:
     def __len__(self) -> int:
         return len(self.expert)
 
-    def _offset_at(self, t: float) -> np.ndarray:
-        x = np.clip(t / self.dt, 0, len(self.offsets) - 1)
-        return np.array([np.interp(x, np.arange(len(self.offsets)), self.offsets[:, j]) for j in range(layout.DOF)])
-
     def action(self, step: int) -> np.ndarray:
-        k = int(np.clip(step, 0, len(self.offsets) - 1))
-        return np.clip(self.expert.action(step) + self.offsets[k], self._lower, self._upper)
+        return np.clip(self.expert.action(step) + _row_at_step(self.offsets, step), self._lower, self._upper)
 
     def action_at(self, t: float) -> np.ndarray:
-        return np.clip(self.expert.action_at(t) + self._offset_at(t), self._lower, self._upper)
+        return np.clip(self.expert.action_at(t) + _row_at_time(self.offsets, t, self.dt), self._lower, self._upper)
 
 
 def record_perturbed_episode(world, seed: int, task: str, instruction: str, steps: int | None = None,

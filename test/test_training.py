@@ -216,6 +216,26 @@ def test_init_starts_from_the_given_weights_with_changed_loss_weights(data_dir, 
                      resume=str(tmp_path / "base")), log=lambda s: None)
 
 
+def test_init_adds_frame_actions_and_lr_scale_trains_only_them_at_their_rate(data_dir, cache_dir, tmp_path):
+    """--init with video_action_conditioning=frame adds the path at zero; with lr ~ 0 for the rest and
+    --lr-scale for the new path, one step moves the new path and nothing else."""
+    train(config(data_dir, cache_dir, tmp_path / "base", epochs=1, max_steps=1), log=lambda s: None)
+    start = read_own_weights(tmp_path / "base")
+    train(config(data_dir, cache_dir, tmp_path / "framed", epochs=1, max_steps=1, lr=1e-12,
+                 lr_scale={"video.frame_actions.": 1e9}, init=str(tmp_path / "base"),
+                 overrides={"video_action_conditioning": "frame", "clean_action_fraction": 0.5}), log=lambda s: None)
+    after = read_own_weights(tmp_path / "framed")
+    new = sorted(k for k in after if k.startswith("video.frame_actions."))
+    assert new and set(after) - set(start) == set(new)
+    assert max(float((after[k] - start[k]).abs().max()) for k in start) < 1e-6
+    assert float(after["video.frame_actions.net.2.weight"].abs().max()) > 1e-4      # it started at zero
+    record = json.loads((tmp_path / "framed" / "training.json").read_text())
+    assert record["config"]["lr_scale"] == {"video.frame_actions.": 1e9}
+    with pytest.raises(ValueError, match=r"lr_scale: video.frame_actions.=-1, expected a number > 0"):
+        train(config(data_dir, cache_dir, tmp_path / "bad", max_steps=1, lr_scale={"video.frame_actions.": -1}),
+              log=lambda s: None)
+
+
 def test_max_minutes_counts_training_not_the_cache_encoding(data_dir, tmp_path, monkeypatch):
     """A slow first encoding (minutes on a CPU) must not eat a short run's budget."""
     import time

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10, help="passes over the training windows (default 10)")
     p.add_argument("--batch-size", type=int, default=8, help="windows per step and process (default 8)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak AdamW learning rate (default 1e-4)")
+    p.add_argument("--lr-scale", action="append", default=[], metavar="PREFIX=FACTOR",
+                   help="learning rate times FACTOR for the parameters whose names start with PREFIX "
+                        "(repeatable), e.g. video.frame_actions.=10 for a path --init just added at zero")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
     p.add_argument("--warmup-steps", type=int, default=50, help="linear warm-up steps (default 50)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0 = no cap)")
@@ -128,10 +131,19 @@ def main(argv: list[str]) -> int:
             raise CliError(f"--{name.replace('_', '-')}: got {getattr(a, name)}, expected >= 1")
     if a.lr <= 0:
         raise CliError(f"--lr: got {a.lr}, expected > 0")
+    lr_scale = {}
+    for item in a.lr_scale:
+        prefix, _, raw = item.rpartition("=")
+        try:
+            lr_scale[prefix] = float(raw)
+        except ValueError:
+            prefix = ""
+        if not prefix or not lr_scale[prefix] > 0:
+            raise CliError(f"--lr-scale {item!r}: expected PREFIX=FACTOR with FACTOR > 0")
     if not a.data.is_dir():
         raise CliError(f"--data {a.data}: no such folder")
     cfg = TrainConfig(data=str(a.data), out=str(a.out), preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,
-                      lr=a.lr, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
+                      lr=a.lr, lr_scale=lr_scale, weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, max_steps=a.max_steps,
                       max_minutes=a.max_minutes, seed=a.seed, device=a.device, resume=a.resume, init=a.init,
                       cache_dir=a.cache_dir, val_windows=a.val_windows, save_every=a.save_every, encode_batch=a.encode_batch,
                       overrides={**conventions_overrides(a.conventions), **parse_overrides(a.set)},

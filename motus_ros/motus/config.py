@@ -39,6 +39,8 @@ TOKENIZER_SOURCES = ("byte", "files")
 # Frames <-> latents: "wan" (diffusers AutoencoderKLWan, Wan 2.2 layout), "patch" (parameter-free
 # stand-in), "learned" (a small AutoencoderKL trained by `motus-ros train-vae`, read from vae_path).
 VAE_KINDS = ("wan", "patch", "learned")
+# MotusConfig.video_action_conditioning: the official shared attention only, or also per frame.
+VIDEO_ACTION_CONDITIONING = ("attention", "frame")
 # Training-objective fields that model configs held before motus.flow.LossSettings existed: an older
 # config.json still has them. MotusConfig.from_dict drops them (legacy_loss_fields reads them).
 LOSS_FIELDS = ("logit_mean", "logit_std", "uniform_shift", "video_loss_weight", "action_loss_weight")
@@ -202,6 +204,12 @@ class MotusConfig:
     # conventions.video_target "residual": future latents enter the video expert as
     # (latent - condition latent) * video_residual_scale (about 1 / the residuals' std).
     video_residual_scale: float = 1.0
+    # How the future video frames read the action chunk (VIDEO_ACTION_CONDITIONING). "attention":
+    # only through the shared self-attention (official Motus). "frame": besides that, every future
+    # latent frame's tokens add an embedding of the action rows of that frame's time span (and of
+    # t_action) to their time embedding, so each layer's adaLN sees them: a direct path that a small
+    # model trained on a CPU learns, where the attention path stayed unused (models/sim_world_model).
+    video_action_conditioning: str = "attention"
     # Official-vs-project choices (see Conventions); presets keep the project's.
     conventions: Conventions = field(default_factory=Conventions)
 
@@ -249,6 +257,16 @@ class MotusConfig:
         need(self.num_future_frames % self.vae_temporal == 0,
              f"num_future_frames={self.num_future_frames}, expected a multiple of vae_temporal={self.vae_temporal}")
         need(self.chunk_size >= 1, f"chunk_size={self.chunk_size}, expected >= 1")
+        need(self.video_action_conditioning in VIDEO_ACTION_CONDITIONING,
+             f"video_action_conditioning='{self.video_action_conditioning}', expected one of: "
+             f"{', '.join(VIDEO_ACTION_CONDITIONING)}")
+        future = self.num_future_frames // max(self.vae_temporal, 1)
+        need(self.video_action_conditioning != "frame" or self.patch_size[0] == 1,
+             f"patch_size={list(self.patch_size)}, expected a temporal patch of 1 "
+             "(video_action_conditioning 'frame' gives each latent frame's tokens their own actions)")
+        need(self.video_action_conditioning != "frame" or (future >= 1 and self.chunk_size % future == 0),
+             f"chunk_size={self.chunk_size}, expected a multiple of the {future} future latent frames "
+             "(video_action_conditioning 'frame' splits the chunk evenly over them)")
         need(self.video_residual_scale > 0, f"video_residual_scale={self.video_residual_scale}, expected > 0")
         need(self.vae_kind in VAE_KINDS, f"vae_kind='{self.vae_kind}', expected one of: {', '.join(VAE_KINDS)}")
         need(self.vae_kind != "learned" or bool(self.vae_path),

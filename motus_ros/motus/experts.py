@@ -149,6 +149,42 @@ class UndExpert(nn.Module):
 
 
 # Video expert -------------------------------------------------------------------------------------
+class FrameActionEmbedder(nn.Module):
+    """video_action_conditioning "frame": the action chunk [B,chunk,A] and t_action [B] -> one
+    embedding per future latent frame [B,F,D], from the chunk's rows in that frame's time span.
+
+    The dataset's windows make the chunk and the future frames cover the same time (48 rows at 30 Hz,
+    8 frames at 5 Hz: 1.6 s), so the chunk splits evenly: frame j gets rows (j-1)*r .. j*r-1, the
+    targets of its interval. t_action says how noisy those rows are (VLA and Joint mode denoise them).
+    The output layer starts at zero, so a model that gains this path computes what it did before.
+    (Not in Motus, arXiv 2512.13030: a project addition, off in the official configs.)"""
+
+    def __init__(self, cfg: MotusConfig):
+        super().__init__()
+        self.frames = cfg.latent_frames - 1
+        self.rows = cfg.chunk_size // self.frames
+        d = cfg.attn_dim
+        self.net = nn.Sequential(nn.Linear(self.rows * cfg.action_dim + TIME_FREQ_DIM, d), nn.SiLU(),
+                                 nn.Linear(d, d))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, actions: torch.Tensor, t_action_features: torch.Tensor) -> torch.Tensor:
+        """actions [B,chunk,A], t_action_features [B,TIME_FREQ_DIM] (timestep_features) -> [B,F,D]."""
+        b, chunk, a = actions.shape
+        if chunk != self.rows * self.frames:
+            raise ValueError(f"actions: {chunk} rows, expected chunk_size={self.rows * self.frames}")
+        groups = actions.float().reshape(b, self.frames, self.rows * a)                        # [B,F,r*A]
+        feats = t_action_features.float().unsqueeze(1).expand(b, self.frames, -1)
+        return self.net(torch.cat([groups, feats], dim=-1))                                   # [B,F,D]
+
+    def tokens(self, actions: torch.Tensor, t_action_features: torch.Tensor, per_frame: int) -> torch.Tensor:
+        """[B,Nv,D] for VideoExpert.time's `extra`: zero on the condition frame's tokens, each future
+        frame's embedding on that frame's tokens (token order: frame-major, as VideoExpert.embed)."""
+        emb = self(actions, t_action_features).repeat_interleave(per_frame, dim=1)             # [B,F*pf,D]
+        return torch.cat([torch.zeros_like(emb[:, :per_frame]), emb], dim=1)
+
+
 class VideoExpert(nn.Module):
     """Wan 2.2 TI2V transformer (diffusers WanTransformer3DModel), driven block by block."""
 
@@ -163,6 +199,7 @@ class VideoExpert(nn.Module):
             qk_norm="rms_norm_across_heads", eps=cfg.video_eps, rope_max_seq_len=cfg.rope_max_seq_len,
         )
         self.eps = cfg.video_eps
+        self.frame_actions = FrameActionEmbedder(cfg) if cfg.video_action_conditioning == "frame" else None
 
     def embed(self, latents: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """latents [B,C,T,H,W] -> tokens [B,N,D] (N = T*H/2*W/2), rope (cos, sin) [1,N,1,head_dim]."""
@@ -170,11 +207,14 @@ class VideoExpert(nn.Module):
         x = self.wan.patch_embedding(latents.to(self.wan.patch_embedding.weight.dtype))   # [B,D,T,h,w]
         return x.flatten(2).transpose(1, 2).contiguous(), rope
 
-    def time(self, t_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token timesteps [B,N] in [0,1] -> (temb [B,N,D], adaLN params [B,N,6,D]) (Wan 2.2 TI2V)."""
+    def time(self, t_tokens: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token timesteps [B,N] in [0,1] -> (temb [B,N,D], adaLN params [B,N,6,D]) (Wan 2.2 TI2V).
+        extra [B,N,D]: added to the time embedding before the adaLN projection (frame actions)."""
         ce = self.wan.condition_embedder
         feats = timestep_features(t_tokens).to(ce.time_embedder.linear_1.weight.dtype)
         temb = ce.time_embedder(feats)
+        if extra is not None:
+            temb = temb + extra.to(temb.dtype)
         proj = ce.time_proj(ce.act_fn(temb))
         return temb, proj.unflatten(2, (6, -1))
 

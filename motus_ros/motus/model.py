@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .config import MotusConfig
-from .experts import ActionExpert, LayerInputs, UndExpert, VideoExpert, joint_layer
+from .experts import ActionExpert, LayerInputs, UndExpert, VideoExpert, joint_layer, timestep_features
 from .modes import CLEAN, DENOISE, MODE_TABLE, MODES, NOISE, check_mode  # noqa: F401 - MODES re-exported
 from .sampler import FlowMatchEulerSampler
 
@@ -202,7 +202,11 @@ class Motus(nn.Module):
         regs = self.action.registers
         xa = self.action.input_encoder(state.float(), actions.float(), regs)    # [B,1+chunk+R,Da]
         with fp32_region(xv.device):
-            temb_v, mod_v = self.video.time(t_tok)                             # [B,Nv,D], [B,Nv,6,D]
+            frame_actions = None
+            if self.video.frame_actions is not None:                           # video_action_conditioning
+                frame_actions = self.video.frame_actions.tokens(
+                    actions, timestep_features(t_action.float().view(b)), per_frame)
+            temb_v, mod_v = self.video.time(t_tok, frame_actions)              # [B,Nv,D], [B,Nv,6,D]
             temb_a, mod_a = self.action.time(t_action.float().view(b))         # [B,Da], [B,6,Da]
         xu = cond.und_tokens
         if trace is not None:

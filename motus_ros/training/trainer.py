@@ -69,6 +69,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     lr: float = 1e-4
+    # Parameter-name prefix -> learning-rate multiplier (e.g. {"video.frame_actions.": 10}): a new,
+    # zero-initialised path in a trained model otherwise grows at the trained weights' pace.
+    lr_scale: dict = field(default_factory=dict)
     weight_decay: float = 0.01
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
@@ -129,10 +132,29 @@ def check_config(cfg: "TrainConfig") -> None:
         raise ValueError(f"state_noise: got {cfg.state_noise}, expected >= 0 (normalised units)")
     if not 0.0 <= cfg.state_dropout < 1.0:
         raise ValueError(f"state_dropout: got {cfg.state_dropout}, expected a probability in [0, 1)")
+    for prefix, factor in cfg.lr_scale.items():
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+            raise ValueError(f"lr_scale: {prefix}={factor!r}, expected a number > 0")
     if cfg.loss is not None and not isinstance(cfg.loss, LossSettings):
         raise ValueError(f"loss: got {type(cfg.loss).__name__}, expected a LossSettings (or None)")
     LossSettings().replace(**split_overrides(cfg.overrides)[1])     # bad loss values fail before any work
     mixed_precision(cfg.precision, cfg.device)
+
+
+def param_groups(named: list, lr: float, lr_scale: dict) -> list[dict]:
+    """AdamW groups: the parameters under each lr_scale prefix at lr * factor (the first matching
+    prefix counts), the rest at lr. A prefix that names no trainable parameter is an error."""
+    groups = {prefix: [] for prefix in lr_scale}
+    rest = []
+    for name, p in named:
+        prefix = next((pre for pre in lr_scale if name.startswith(pre)), None)
+        (groups[prefix] if prefix is not None else rest).append(p)
+    empty = [pre for pre, ps in groups.items() if not ps]
+    if empty:
+        raise ValueError(f"lr_scale: {empty[0]!r} matches no trainable parameter, expected a parameter-name "
+                         "prefix such as 'video.frame_actions.'")
+    out = [{"params": rest, "lr": lr}] if rest else []
+    return out + [{"params": ps, "lr": lr * float(lr_scale[pre])} for pre, ps in groups.items()]
 
 
 def mixed_precision(precision: str, device: str) -> str:
@@ -382,12 +404,14 @@ def hardware(accelerator) -> dict:
 
 # The loop ------------------------------------------------------------------------------------------
 VAE_FIELDS = {"vae_kind", "vae_path", "vae_config"}   # --init may swap the frozen video autoencoder
+FRAME_ACTION_PREFIX = "video.frame_actions."          # video_action_conditioning "frame" (--init may add it)
 
 
 def init_model(path: str, preset_config, overrides: dict, seed: int):
     """A model holding the weights of checkpoint `path` (either format), its config changed by the
     MotusConfig `overrides` (e.g. sampler_shift, or another video autoencoder: VAE_FIELDS); an
-    override that changes a trained weight's shape is refused."""
+    override that changes a trained weight's shape is refused. video_action_conditioning may be
+    switched: 'frame' adds its zero-output layers, 'attention' leaves out the checkpoint's."""
     from motus_ros.motus.checkpoint import load_checkpoint
     from motus_ros.motus.model import build_model
     from motus_ros.motus.tokenization import attach_tokenizers
@@ -405,6 +429,11 @@ def init_model(path: str, preset_config, overrides: dict, seed: int):
         # its own folder (vae_path), the experts' from the checkpoint.
         theirs = {**{k: v for k, v in theirs.items() if not k.startswith("vae.")},
                   **{k: v for k, v in mine.items() if k.startswith("vae.")}}
+    if mcfg.video_action_conditioning != loaded.config.video_action_conditioning:
+        # A path the checkpoint does not have (frame actions): its layers start as built, with a
+        # zero output, so the model starts out computing what the checkpoint did.
+        theirs = {**theirs, **{k: v for k, v in mine.items() if k.startswith(FRAME_ACTION_PREFIX)}}
+        theirs = {k: v for k, v in theirs.items() if k in mine or not k.startswith(FRAME_ACTION_PREFIX)}
     changed = sorted(k for k in mine if k in theirs and mine[k].shape != theirs[k].shape)
     if changed or mine.keys() != theirs.keys():
         raise ValueError(f"--init {path}: --set {', '.join(sorted(overrides))} changes the model's weights "
@@ -570,8 +599,10 @@ class _TrainingRun:
         """AdamW with warm-up and cosine decay over the planned epochs, prepared by accelerate."""
         cfg, acc = self.cfg, self.accelerator
         objective = FlowObjective(self.model, self.loss, cfg.state_noise, cfg.state_dropout)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        optimizer = torch.optim.AdamW(param_groups(named, cfg.lr, cfg.lr_scale), lr=cfg.lr,
+                                      weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
         per_epoch = len(epoch_batches(len(self.train_table), cfg.batch_size, cfg.seed, 0, acc.process_index,
                                       acc.num_processes))
         total = cfg.epochs * per_epoch      # the schedule follows the epochs; max_steps / max_minutes only stop early

@@ -90,6 +90,9 @@ class StepNetwork(nn.Module):
         feats = t_video_features.index_select(1, self.token_time_index)               # [B,Nv,256]
         with fp32_region(xv.device):
             temb_v = ce.time_embedder(feats.to(ce.time_embedder.linear_1.weight.dtype))   # [B,Nv,D]
+            if self.video.frame_actions is not None:                                      # video_action_conditioning
+                temb_v = temb_v + self.video.frame_actions.tokens(
+                    actions, t_action_features, self.grid[1] * self.grid[2]).to(temb_v.dtype)
             mod_v = ce.time_proj(ce.act_fn(temb_v)).unflatten(2, (6, -1))                 # [B,Nv,6,D]
             temb_a = self.action.time_embedding(t_action_features)                        # [B,Da]
             mod_a = self.action.time_projection(temb_a).unflatten(1, (6, -1))             # [B,6,Da]

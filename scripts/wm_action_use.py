@@ -22,6 +22,7 @@ import torch
 
 
 def main(argv: list[str]) -> int:
+    from motus_ros.motus.flow import noisy_video, video_loss
     from motus_ros.training.trainer import TrainConfig, _TrainingRun, conditioning
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,14 +53,15 @@ def main(argv: list[str]) -> int:
             target = model.video_to_model(batch["latents"])
             n = target.shape[0]
             for tv in (0.3, 0.6, 0.9):
-                eps = torch.randn(target.shape, generator=g)
-                noisy = torch.cat([target[:, :, :1], ((1 - tv) * target + tv * eps)[:, :, 1:]], 2)
+                t = torch.full((n,), tv)
+                noisy = noisy_video(target, t, torch.randn(target.shape, generator=g))
                 chunks = {"own chunk": batch["actions"], "another window's chunk": batch["actions"].roll(1, 0)}
                 for name, actions in chunks.items():
-                    v, _ = model.denoise(cond, noisy, torch.full((n,), tv), actions, torch.zeros(n), batch["state"])
-                    err = float(((v[:, :, 1:] - target[:, :, 1:]) ** 2).mean()) * n
+                    v, _ = model.denoise(cond, noisy, t, actions, torch.zeros(n), batch["state"])
+                    err = float(video_loss(model.config, v, target)) * n
                     sums[(tv, name)] = sums.get((tv, name), 0.0) + err
-                sums[(tv, "predict zero")] = sums.get((tv, "predict zero"), 0.0) + float((target[:, :, 1:] ** 2).mean()) * n
+                zero = float(video_loss(model.config, torch.zeros_like(target), target)) * n
+                sums[(tv, "predict zero")] = sums.get((tv, "predict zero"), 0.0) + zero
     print(f"video x0 MSE on {len(idx)} validation windows of {a.data} ({a.checkpoint})")
     for (tv, name), total in sorted(sums.items()):
         print(f"  t_video {tv:.1f}  {name:24s} {total / len(idx):.4f}")

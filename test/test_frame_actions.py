@@ -27,8 +27,7 @@ def inputs(cfg, seed=0):
     video = torch.randn(2, cfg.latent_channels, cfg.latent_frames, h, w, generator=g)
     actions = torch.randn(2, cfg.chunk_size, cfg.action_dim, generator=g)
     state = torch.randn(2, cfg.state_dim, generator=g)
-    cond = None
-    return video, actions, state, cond
+    return video, actions, state
 
 
 def denoise(model, video, actions, state, t_video=0.5, t_action=0.0):
@@ -57,7 +56,7 @@ def test_the_new_path_starts_at_zero_so_the_model_computes_what_it_did():
     state = frame.state_dict()
     state.update(attention.state_dict())          # same expert weights; frame_actions as built (zero output)
     frame.load_state_dict(state)
-    video, actions, st, _ = inputs(frame.config)
+    video, actions, st = inputs(frame.config)
     va, aa = denoise(attention, video, actions, st)
     vf, af = denoise(frame, video, actions, st)
     assert torch.allclose(va, vf, atol=1e-6) and torch.allclose(aa, af, atol=1e-6)
@@ -88,7 +87,7 @@ def test_with_the_path_the_video_output_follows_the_actions_in_world_model_mode(
     the condition frame's tokens are left alone, so only future frames get the embedding."""
     model = tiny()
     torch.nn.init.normal_(model.video.frame_actions.net[-1].weight, std=0.5)
-    video, actions, st, _ = inputs(model.config)
+    video, actions, st = inputs(model.config)
     per_frame = model.config.video_tokens_per_frame
     tokens = model.video.frame_actions.tokens(actions, timestep_features(torch.zeros(2)), per_frame)
     assert tokens.shape[1] == model.config.latent_frames * per_frame
@@ -102,7 +101,7 @@ def test_with_the_path_the_video_output_follows_the_actions_in_world_model_mode(
 def test_training_reaches_the_path():
     model = tiny()
     cfg = model.config
-    video, actions, st, _ = inputs(cfg)
+    video, actions, st = inputs(cfg)
     g = torch.Generator().manual_seed(9)
     images = torch.rand(2, 3, cfg.video_height, cfg.video_width, generator=g) * 2 - 1
     cond = model.prepare_conditioning(images, ["x"] * 2)
@@ -123,7 +122,7 @@ def test_init_adds_the_path_to_a_checkpoint_and_starts_where_it_was(tmp_path):
     assert added.config.video_action_conditioning == "frame"
     assert added.video.frame_actions.net[-1].weight.abs().max() == 0
     added.eval()
-    video, actions, st, _ = inputs(attention.config)
+    video, actions, st = inputs(attention.config)
     va, _ = denoise(attention.eval(), video, actions, st)
     vf, _ = denoise(added, video, actions, st)
     assert torch.allclose(va, vf, atol=1e-6)

@@ -135,11 +135,12 @@ def main(argv: list[str]) -> int:
     for item in a.lr_scale:
         prefix, _, raw = item.rpartition("=")
         try:
-            lr_scale[prefix] = float(raw)
+            factor = float(raw)
         except ValueError:
-            prefix = ""
-        if not prefix or not lr_scale[prefix] > 0:
+            factor = 0.0
+        if not prefix or not factor > 0:
             raise CliError(f"--lr-scale {item!r}: expected PREFIX=FACTOR with FACTOR > 0")
+        lr_scale[prefix] = factor
     if not a.data.is_dir():
         raise CliError(f"--data {a.data}: no such folder")
     cfg = TrainConfig(data=str(a.data), out=str(a.out), preset=a.preset, epochs=a.epochs, batch_size=a.batch_size,

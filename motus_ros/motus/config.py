@@ -260,7 +260,7 @@ class MotusConfig:
         need(self.video_action_conditioning in VIDEO_ACTION_CONDITIONING,
              f"video_action_conditioning='{self.video_action_conditioning}', expected one of: "
              f"{', '.join(VIDEO_ACTION_CONDITIONING)}")
-        future = self.num_future_frames // max(self.vae_temporal, 1)
+        future = self.latent_frames - 1
         need(self.video_action_conditioning != "frame" or self.patch_size[0] == 1,
              f"patch_size={list(self.patch_size)}, expected a temporal patch of 1 "
              "(video_action_conditioning 'frame' gives each latent frame's tokens their own actions)")

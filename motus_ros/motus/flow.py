@@ -151,6 +151,13 @@ def video_loss(cfg, v_video: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return F.mse_loss(v_video[:, :, 1:].float(), target[:, :, 1:])
 
 
+def noisy_video(latents: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The rectified-flow point (1 - t) x0 + t eps of latents [B,C,T,h,w] at t [B]; frame 0 (the
+    condition) stays clean."""
+    tv = t.view(-1, 1, 1, 1, 1)
+    return torch.cat([latents[:, :, :1], ((1 - tv) * latents + tv * eps)[:, :, 1:]], dim=2)
+
+
 @dataclass
 class FlowLoss:
     total: torch.Tensor
@@ -178,9 +185,7 @@ def flow_matching_loss(model, latents: torch.Tensor, actions: torch.Tensor, stat
     eps_v = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device)
     eps_a = torch.randn(actions.shape, generator=generator, dtype=torch.float32).to(device)
 
-    tv = t_v.view(b, 1, 1, 1, 1)
-    noisy = (1 - tv) * latents + tv * eps_v
-    noisy = torch.cat([latents[:, :, :1], noisy[:, :, 1:]], dim=2)          # condition frame stays clean
+    noisy = noisy_video(latents, t_v, eps_v)
     ta = t_a.view(b, 1, 1)
     noisy_actions = (1 - ta) * actions + ta * eps_a
 
